@@ -1,0 +1,33 @@
+"""Exact implicit differentiation by a dense linear solve (ground truth for small problems).
+
+After T inner gradient steps to θ_T ≈ θ*(λ), the implicit function theorem gives
+
+    dF/dλ = ∇_λ f − J H⁻¹ ∇_θ f,   H = ∇²_θθ g(θ_T, λ),  J = ∇²_λθ g(θ_T, λ)
+
+(Pedregosa 2016, eq. 3; Bengio 2000). Here H is formed densely (dim θ Hessian-vector
+products) and solved exactly, so the only error is the inner one (θ_T vs θ*). A singular H
+is solved in the least-squares, minimum-norm sense. Cost O(dim θ) HVPs + O(dim θ³): use on
+small problems only.
+"""
+
+from __future__ import annotations
+
+from blobench.algorithm import ImplicitDoubleLoop
+from blobench.autodiff import dense_solve
+from blobench.params import Param
+
+MAX_DENSE_DIM = 5000
+
+
+class Exact(ImplicitDoubleLoop):
+    name = "exact"
+    family = "implicit"
+    reference = "Pedregosa 2016 (HOAG) eq. 3; Bengio 2000"
+    params = {**ImplicitDoubleLoop.params,
+              "inner_steps": Param(int, 100, "T: inner gradient steps per outer step", low=1)}
+
+    def solve(self, problem, ops, b, previous):
+        if problem.dim_inner > MAX_DENSE_DIM:
+            raise ValueError(f"exact: dim θ = {problem.dim_inner} is too large for a dense "
+                             f"Hessian (limit {MAX_DENSE_DIM}); use implicit_cg")
+        return dense_solve(ops.dense_hessian(), b)

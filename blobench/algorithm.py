@@ -1,0 +1,169 @@
+"""The ``Algorithm`` API and the double-loop base most bilevel methods share.
+
+An algorithm declares typed hyperparameters (:class:`~blobench.params.Param`) and
+implements ``init(problem, theta0, lam0, generator) -> State`` and
+``step(problem, state) -> State`` — one outer iteration. The harness reads ``state.theta``,
+``state.lam`` and, where the method has one, ``state.hypergrad`` (its last estimate of dF/dλ).
+
+:class:`DoubleLoop` is the shape of most methods: at each outer step an inner solver runs
+``inner_steps`` gradient steps on g from a warm start (the previous θ) or a cold start
+(a fresh θ₀), a hypergradient estimator gives dF/dλ, and a ``torch.optim`` optimizer updates
+λ. Warm vs cold start is a hyperparameter of every double-loop entry (Vicol et al. 2022).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from blobench.params import Param, resolve
+from blobench.problem import Problem
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class State:
+    """What an algorithm carries between outer steps."""
+
+    theta: Tensor
+    lam: Tensor
+    hypergrad: Tensor | None = None
+    #: the λ at which ``hypergrad`` was estimated (before the update it drove)
+    hypergrad_at: Tensor | None = None
+    #: algorithm-specific state (optimizers, warm-start vectors, schedules, ...)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Algorithm(ABC):
+    """Base class of every algorithm entry; see the module docstring."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **given: Any) -> None:
+        self.config = resolve(self.name, self.params, given)
+        self.check_config()
+
+    def check_config(self) -> None:
+        """Cross-parameter validation (e.g. truncation ≤ unroll); raise UserError."""
+        return None
+
+    def __getattr__(self, key: str) -> Any:
+        config = self.__dict__.get("config", {})
+        if key in config:
+            return config[key]
+        raise AttributeError(key)
+
+    def applies_to(self, problem: type[Problem]) -> str | None:
+        """None if this algorithm applies to problems of this class, else the reason it does not."""
+        return None
+
+    @abstractmethod
+    def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
+             ) -> State:
+        """The state before the first outer step."""
+
+    @abstractmethod
+    def step(self, problem: Problem, state: State) -> State:
+        """One outer iteration."""
+
+
+def make_outer_optimizer(name: str, lam: Tensor, lr: float) -> torch.optim.Optimizer:
+    """A ``torch.optim`` optimizer over the leaf tensor λ (its ``.grad`` set by the caller)."""
+    if name == "adam":
+        return torch.optim.Adam([lam], lr=lr)
+    return torch.optim.SGD([lam], lr=lr)
+
+
+def outer_update(state: State, hypergrad: Tensor) -> None:
+    """λ ← optimizer step along ``hypergrad`` (in place; records it in the state)."""
+    lam = state.lam
+    state.hypergrad_at = lam.detach().clone()
+    lam.grad = hypergrad.detach().clone()
+    state.extra["outer_optimizer"].step()
+    lam.grad = None
+    state.hypergrad = hypergrad.detach()
+
+
+POSITIVE = {"low": 0.0, "low_open": True}
+
+DOUBLE_LOOP_PARAMS: dict[str, Param] = {
+    "inner_steps": Param(int, 20, "T: inner gradient steps per outer step", low=1),
+    "inner_lr": Param(float, None, "inner step size; None = the problem's 1/L", optional=True,
+                      **POSITIVE),
+    "warm_start": Param(bool, True, "start the inner solver from the previous θ (else θ₀)"),
+    "outer_lr": Param(float, None, "outer step size; None = the problem's default",
+                      optional=True, **POSITIVE),
+    "outer_optimizer": Param(str, "sgd", "torch.optim optimizer on λ", choices=("sgd", "adam")),
+}
+
+
+class DoubleLoop(Algorithm):
+    """Inner solver (T steps, warm or cold start) + hypergradient estimator + outer optimizer.
+
+    Subclasses implement :meth:`hypergradient`, which gets the starting θ of this outer
+    step and returns the inner iterate it ends at and its estimate of dF/dλ.
+    """
+
+    params = DOUBLE_LOOP_PARAMS
+
+    def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
+             ) -> State:
+        lam = lam0.detach().clone()
+        lr = self.outer_lr if self.outer_lr is not None else problem.outer_step_size()
+        state = State(theta=theta0.detach().clone(), lam=lam)
+        state.extra["outer_optimizer"] = make_outer_optimizer(self.outer_optimizer, lam, lr)
+        state.extra["generator"] = generator
+        # a cold start redraws the *same* θ₀ (as a function of the current λ) every time
+        state.extra["init_seed"] = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        return state
+
+    def inner_lr_at(self, problem: Problem, lam: Tensor) -> float:
+        return self.inner_lr if self.inner_lr is not None else problem.inner_step_size(lam)
+
+    def start_theta(self, problem: Problem, state: State, lam: Tensor) -> Tensor:
+        """θ to start the inner solver from: the previous θ (warm) or θ₀(λ) (cold)."""
+        if self.warm_start:
+            return state.theta
+        gen = torch.Generator().manual_seed(state.extra["init_seed"])
+        return problem.init_inner(lam, gen)
+
+    def step(self, problem: Problem, state: State) -> State:
+        theta, hypergrad = self.hypergradient(problem, state)
+        state.theta = theta.detach()
+        outer_update(state, hypergrad)
+        return state
+
+    @abstractmethod
+    def hypergradient(self, problem: Problem, state: State) -> tuple[Tensor, Tensor]:
+        """(θ after the inner solve, estimate of dF/dλ at the current λ)."""
+
+
+class ImplicitDoubleLoop(DoubleLoop):
+    """T inner gradient steps, then the IFT hypergradient ∇_λ f − J v with v ≈ H⁻¹ ∇_θ f.
+
+    Subclasses give the linear solver :meth:`solve`; the previous v is passed to it so that
+    iterative solvers can warm-start (as HOAG does, Pedregosa 2016, Alg. 1).
+    """
+
+    def hypergradient(self, problem: Problem, state: State) -> tuple[Tensor, Tensor]:
+        from blobench import autodiff
+
+        lam = state.lam.detach()
+        theta = autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
+                                          self.inner_steps, self.inner_lr_at(problem, lam))
+        previous = state.extra.get("linear_solution")
+        hypergrad, v = autodiff.implicit_hypergradient(
+            problem, theta, lam, lambda ops, b: self.solve(problem, ops, b, previous))
+        state.extra["linear_solution"] = v.detach()
+        return theta, hypergrad
+
+    @abstractmethod
+    def solve(self, problem: Problem, ops: Any, b: Tensor, previous: Tensor | None) -> Tensor:
+        """v ≈ H⁻¹ b, with ``ops`` an :class:`~blobench.autodiff.InnerDerivatives`."""

@@ -1,0 +1,235 @@
+"""Shared autodiff primitives: every algorithm computes its derivatives through these.
+
+Notation (design.md): inner loss g(θ, λ), outer loss f(θ, λ), H = ∇²_θθ g,
+J = ∇²_λθ g (the mixed second derivative, shape dim λ × dim θ). The implicit function
+theorem gives the hypergradient
+
+    dF/dλ = ∇_λ f − J H⁻¹ ∇_θ f                                    (IFT; Pedregosa 2016, eq. 3)
+
+Every Hessian-vector product ``H v`` and mixed product ``J v`` is a vector-Jacobian product of
+the inner gradient ∇_θ g(θ, λ), computed once with ``create_graph`` and reused across all the
+products of a solve (:class:`InnerDerivatives`): a k-step CG solve then costs k + O(1)
+gradient evaluations, not k fresh double-backward graphs.
+
+Oracle calls are counted in :data:`oracle_counts` (``grad_inner``, ``grad_outer``, ``hvp``,
+``mixed``) so the harness can report cost in oracle calls beside wall-clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import torch
+
+from blobench.problem import Batch, Problem
+
+Tensor = torch.Tensor
+MatVec = Callable[[Tensor], Tensor]
+
+#: oracle calls since the last reset (the harness resets it per cell)
+oracle_counts: Counter[str] = Counter()
+
+
+def _leaf(x: Tensor) -> Tensor:
+    return x.detach().requires_grad_(True)
+
+
+# --------------------------------------------------------------------- first order
+def inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None) -> Tensor:
+    """∇_θ g(θ, λ), detached."""
+    oracle_counts["grad_inner"] += 1
+    theta = _leaf(theta)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(problem.inner_loss(theta, lam.detach(), batch), theta)
+    return g
+
+
+def inner_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None
+                ) -> tuple[Tensor, Tensor]:
+    """(∇_θ g, ∇_λ g), detached: one backward pass."""
+    oracle_counts["grad_inner"] += 1
+    theta, lam = _leaf(theta), _leaf(lam)
+    with torch.enable_grad():
+        gt, gl = torch.autograd.grad(problem.inner_loss(theta, lam, batch), (theta, lam),
+                                     allow_unused=True)
+    return gt, _zeros_if_none(gl, lam)
+
+
+def outer_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None
+                ) -> tuple[Tensor, Tensor]:
+    """(∇_θ f, ∇_λ f), detached: one backward pass."""
+    oracle_counts["grad_outer"] += 1
+    theta, lam = _leaf(theta), _leaf(lam)
+    with torch.enable_grad():
+        ft, fl = torch.autograd.grad(problem.outer_loss(theta, lam, batch), (theta, lam),
+                                     allow_unused=True)
+    return _zeros_if_none(ft, theta), _zeros_if_none(fl, lam)
+
+
+def _zeros_if_none(g: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if g is None else g
+
+
+# -------------------------------------------------------------------- second order
+class InnerDerivatives:
+    """H v and J v at a fixed (θ, λ), reusing one graph of ∇_θ g for every product.
+
+    ``hvp(v)``   = ∇²_θθ g · v         (dim θ)
+    ``mixed(v)`` = ∇²_λθ g · v         (dim λ) — the J of the IFT formula above
+    ``grad``     = ∇_θ g (detached), available for free.
+    """
+
+    def __init__(self, problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None):
+        oracle_counts["grad_inner"] += 1
+        self.theta, self.lam = _leaf(theta), _leaf(lam)
+        with torch.enable_grad():
+            (self._grad,) = torch.autograd.grad(
+                problem.inner_loss(self.theta, self.lam, batch), self.theta, create_graph=True)
+        self.grad = self._grad.detach()
+
+    def hvp(self, v: Tensor) -> Tensor:
+        oracle_counts["hvp"] += 1
+        (out,) = torch.autograd.grad(self._grad, self.theta, v, retain_graph=True,
+                                     allow_unused=True)
+        return _zeros_if_none(out, self.theta)
+
+    def mixed(self, v: Tensor) -> Tensor:
+        oracle_counts["mixed"] += 1
+        (out,) = torch.autograd.grad(self._grad, self.lam, v, retain_graph=True,
+                                     allow_unused=True)
+        return _zeros_if_none(out, self.lam)
+
+    def dense_hessian(self) -> Tensor:
+        """H as a dense (dim θ × dim θ) matrix, one batched product per column."""
+        eye = torch.eye(self.theta.numel(), dtype=self.theta.dtype, device=self.theta.device)
+        oracle_counts["hvp"] += eye.shape[0]
+        (h,) = torch.autograd.grad(self._grad, self.theta, eye, retain_graph=True,
+                                   is_grads_batched=True)
+        return 0.5 * (h + h.T)
+
+    def dense_mixed(self) -> Tensor:
+        """J as a dense (dim λ × dim θ) matrix."""
+        eye = torch.eye(self.theta.numel(), dtype=self.theta.dtype, device=self.theta.device)
+        oracle_counts["mixed"] += eye.shape[0]
+        (jt,) = torch.autograd.grad(self._grad, self.lam, eye, retain_graph=True,
+                                    is_grads_batched=True, allow_unused=True)
+        if jt is None:
+            return torch.zeros(self.lam.numel(), self.theta.numel(), dtype=self.lam.dtype,
+                               device=self.lam.device)
+        return jt.T  # row i of jt is J e_i, i.e. column i of J
+
+
+# ----------------------------------------------------------------- linear solvers
+def cg(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: float = 0.0
+       ) -> Tensor:
+    """Conjugate gradient for A x = b, A symmetric positive definite (Hestenes & Stiefel 1952).
+
+    Runs at most ``steps`` iterations, fewer if ‖r‖ ≤ tol·‖b‖. ``x0`` warm-starts.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - matvec(x) if x0 is not None else b.clone()
+    p = r.clone()
+    rr = r @ r
+    stop = (tol * torch.linalg.vector_norm(b)) ** 2
+    for _ in range(steps):
+        if rr <= stop:
+            break
+        ap = matvec(p)
+        pap = p @ ap
+        if pap <= 0:  # A not positive definite along p: stop at the current iterate
+            break
+        alpha = rr / pap
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def neumann(matvec: MatVec, b: Tensor, terms: int, alpha: float) -> Tensor:
+    """A⁻¹ b ≈ α Σ_{j=0..K} (I − αA)^j b, the K-term Neumann series (Lorraine et al. 2020, eq. 8).
+
+    Converges for 0 < α < 2/λ_max(A); ``terms`` = K.
+    """
+    term = b.clone()
+    total = b.clone()
+    for _ in range(terms):
+        term = term - alpha * matvec(term)
+        total = total + term
+    return alpha * total
+
+
+def fixed_point(matvec: MatVec, b: Tensor, steps: int, alpha: float, x0: Tensor | None = None
+                ) -> Tensor:
+    """x ← x − α(A x − b): the fixed-point iteration of Grazzi et al. 2020 (ITD of the
+    adjoint), equal to the Neumann series when x0 = 0."""
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    for _ in range(steps):
+        x = x - alpha * (matvec(x) - b)
+    return x
+
+
+def dense_solve(a: Tensor, b: Tensor) -> Tensor:
+    """A⁻¹ b by Cholesky/LU; the minimum-norm least-squares solution if A is singular."""
+    try:
+        return torch.linalg.solve(a, b)
+    except RuntimeError:
+        return torch.linalg.pinv(a, hermitian=True) @ b
+
+
+# -------------------------------------------------------------- implicit hypergrad
+def implicit_hypergradient(problem: Problem, theta: Tensor, lam: Tensor,
+                           solve: Callable[[InnerDerivatives, Tensor], Tensor],
+                           inner_batch: Batch = None, outer_batch: Batch = None
+                           ) -> tuple[Tensor, Tensor]:
+    """dF/dλ ≈ ∇_λ f − J v with v = solve(H, ∇_θ f) ≈ H⁻¹ ∇_θ f, at the given θ.
+
+    Returns (hypergradient, v); v lets a solver warm-start its next solve.
+    """
+    f_theta, f_lam = outer_grads(problem, theta, lam, outer_batch)
+    ops = InnerDerivatives(problem, theta, lam, inner_batch)
+    v = solve(ops, f_theta)
+    return f_lam - ops.mixed(v), v
+
+
+# --------------------------------------------------------------------- inner loops
+def gradient_descent(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+                     sample: Callable[[], Batch] | None = None) -> Tensor:
+    """``steps`` plain gradient steps θ ← θ − lr ∇_θ g(θ, λ), no graph kept."""
+    theta = theta.detach()
+    for _ in range(steps):
+        batch = sample() if sample is not None else None
+        theta = theta - lr * inner_grad(problem, theta, lam, batch)
+    return theta
+
+
+def unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+           sample: Callable[[], Batch] | None = None) -> Tensor:
+    """θ_T of T gradient steps, differentiable w.r.t. λ (and θ₀ when it is a function of λ).
+
+    Reverse-mode differentiation of f(θ_T(λ), λ) through this map is the RHG hypergradient
+    (Maclaurin et al. 2015; Franceschi et al. 2017, Alg. 1); its memory grows with T.
+    ``lam`` must require grad for the graph to reach it.
+    """
+    with torch.enable_grad():
+        if not theta.requires_grad:
+            theta = theta.detach().requires_grad_(True)
+        for _ in range(steps):
+            batch = sample() if sample is not None else None
+            oracle_counts["grad_inner"] += 1
+            (g,) = torch.autograd.grad(problem.inner_loss(theta, lam, batch), theta,
+                                       create_graph=True)
+            theta = theta - lr * g
+    return theta
+
+
+def outer_hypergradient(problem: Problem, theta_of_lam: Tensor, lam: Tensor,
+                        batch: Batch = None) -> Tensor:
+    """d f(θ(λ), λ) / dλ by reverse mode, for θ(λ) built with a graph (e.g. by :func:`unroll`)."""
+    oracle_counts["grad_outer"] += 1
+    with torch.enable_grad():
+        (hg,) = torch.autograd.grad(problem.outer_loss(theta_of_lam, lam, batch), lam,
+                                    allow_unused=True)
+    return _zeros_if_none(hg, lam)

@@ -1,0 +1,193 @@
+"""The ``blobench`` command line: list, run, leaderboard, results.
+
+Bad input is one line on stderr and exit code 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from blobench.errors import UserError
+from blobench.harness import plan
+from blobench.leaderboard import write_leaderboard
+from blobench.registry import Registry, get_registry
+from blobench.results import results_frame
+from blobench.runner import run_cells
+from blobench.store import ResultsStore
+
+DEFAULT_RESULTS = "results"
+DEFAULT_LEADERBOARD = "leaderboards"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blobench", description=(
+        "Benchmark of gradient-based bilevel optimization algorithms."))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, results: bool = True) -> None:
+        p.add_argument("--plugins", action="append", default=[], metavar="DIR",
+                       help="extra folder of problem/algorithm files (repeatable)")
+        if results:
+            p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
+                           help=f"results store (default: {DEFAULT_RESULTS}/)")
+
+    p_list = sub.add_parser("list", help="problems and algorithms with their hyperparameters")
+    p_list.add_argument("what", nargs="?", choices=("problems", "algorithms"))
+    common(p_list, results=False)
+
+    p_run = sub.add_parser("run", help="run cells (problem × algorithm × seed)")
+    p_run.add_argument("-p", "--problem", action="append", default=[], metavar="ENTRY",
+                       help='problem, with bracket grid: "ridge_ho[per_feature=[true,false]]"'
+                            " (default: all)")
+    p_run.add_argument("-a", "--algorithm", action="append", default=[], metavar="ENTRY",
+                       help='algorithm, with bracket grid: "implicit_cg[cg_steps=[5,20]]"'
+                            " (default: all)")
+    p_run.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+                       help="seeds 0..N-1 (default 3)")
+    p_run.add_argument("--size", default="quick", help="problem size: quick (default) or full")
+    p_run.add_argument("--steps", type=_positive_int, help="outer steps (default: problem's)")
+    p_run.add_argument("--max-seconds", type=_positive_float, metavar="S",
+                       help="solver-time budget per cell")
+    p_run.add_argument("--eval-every", type=_positive_int, metavar="N",
+                       help="evaluate every N outer steps (default: problem's)")
+    p_run.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    p_run.add_argument("--threads", type=_positive_int, default=1,
+                       help="torch threads per cell (default 1, for comparable timings)")
+    p_run.add_argument("--n-jobs", type=_positive_int, default=1, metavar="N",
+                       help="worker processes (default 1)")
+    p_run.add_argument("--force", action="store_true", help="rerun cells already stored")
+    p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_run.add_argument("--strict", action="store_true",
+                       help="exit 1 if any cell failed (default: record it and exit 0)")
+    common(p_run)
+
+    p_lb = sub.add_parser("leaderboard", help="write leaderboard pages from the results")
+    p_lb.add_argument("--out", default=DEFAULT_LEADERBOARD, metavar="DIR",
+                      help=f"output folder (default: {DEFAULT_LEADERBOARD}/)")
+    common(p_lb)
+
+    p_res = sub.add_parser("results", help="every finished cell as one flat table")
+    p_res.add_argument("--format", choices=("csv", "json"), default="csv")
+    p_res.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p_res.add_argument("--all-versions", action="store_true",
+                       help="keep records of older code versions too")
+    common(p_res)
+    return parser
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    registry = get_registry(args.plugins)
+    for where, message in registry.errors:
+        print(f"blobench: warning: plugin {where} not loaded: {message}", file=sys.stderr)
+    return registry
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.what in (None, "problems"):
+        print("Problems:")
+        for name, cls in sorted(registry.problems.items()):
+            print(f"  {name}  [{cls.family}]  sizes: {', '.join(cls.sizes)}  "
+                  f"primary: {cls.primary_metric} ({'↑' if cls.higher_is_better else '↓'})")
+            if cls.reference:
+                print(f"      ref: {cls.reference}")
+            for pname, param in cls.params.items():
+                print(f"      {pname}: {param.describe()}  {param.help}")
+    if args.what in (None, "algorithms"):
+        print("Algorithms:")
+        for name, cls in sorted(registry.algorithms.items()):
+            print(f"  {name}  [{cls.family}]")
+            if cls.reference:
+                print(f"      ref: {cls.reference}")
+            for pname, param in cls.params.items():
+                print(f"      {pname}: {param.describe()}  {param.help}")
+            skips = [p for p, pc in sorted(registry.problems.items())
+                     if cls().applies_to(pc)]
+            if skips:
+                print(f"      does not apply to: {', '.join(skips)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    store = ResultsStore(args.results)
+    cells, skipped = plan(
+        registry, args.problem or sorted(registry.problems),
+        args.algorithm or sorted(registry.algorithms), list(range(args.seeds)),
+        size=args.size, device=args.device, steps=args.steps, seconds=args.max_seconds,
+        eval_every=args.eval_every, threads=args.threads, plugins=tuple(args.plugins))
+    for problem, label, reason in skipped:
+        print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
+    summary = run_cells(registry, cells, store, force=args.force, n_jobs=args.n_jobs,
+                        progress=not args.no_progress)
+    for path, reason in store.corrupt:
+        print(f"blobench: warning: corrupt record {path} ({reason}); its cell was rerun",
+              file=sys.stderr)
+    if summary.ran == 0 and summary.cached:
+        print(f"nothing to do: all {summary.cached} cell(s) are already in {args.results}/ "
+              "(use --force to rerun)")
+    else:
+        print(summary.text())
+    return 1 if args.strict and summary.failures else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    written = write_leaderboard(registry, ResultsStore(args.results), Path(args.out))
+    print(f"wrote {len(written)} file(s) to {args.out}/")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    frame = results_frame(ResultsStore(args.results), all_versions=args.all_versions)
+    if args.format == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        text = frame.to_json(orient="records", indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard,
+            "results": cmd_results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"blobench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("blobench: interrupted; finished cells are saved, rerun to finish the rest",
+              file=sys.stderr)
+        return 130

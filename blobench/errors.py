@@ -1,0 +1,22 @@
+"""Errors that reach the user as one line (exit code 2), not as a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line by the CLI, exit code 2."""
+
+
+class PluginError(UserError):
+    """A problem or algorithm entry that violates the API."""
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
+    """Error for an unknown ``name`` of ``kind``, listing the valid ones and a close match."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UserError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid) or '(none)'}")

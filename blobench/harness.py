@@ -1,0 +1,211 @@
+"""The harness: cells = (problem config, algorithm config, seed), run under a budget.
+
+:func:`plan` expands the command line's entries (bracket grids × seeds) into :class:`Cell`
+objects whose parameters are fully resolved and validated before anything runs.
+:func:`run_cell` runs one cell: it times ``algorithm.step`` alone with
+``time.perf_counter`` (synchronizing CUDA first), evaluates on a schedule outside the timed
+region, tracks the algorithm's peak memory, and returns one JSON-able record with the
+config, code version, trace, final metrics and status (ok / diverged / error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from blobench import autodiff
+from blobench.errors import UserError
+from blobench.memory import PeakMemory
+from blobench.metrics import evaluate_state
+from blobench.params import resolve
+from blobench.problem import Budget
+from blobench.registry import Registry
+from blobench.spec import expand, format_entry
+from blobench.version import code_version, git_describe
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work; every parameter resolved (defaults included)."""
+
+    problem: str
+    problem_params: dict[str, Any]
+    algorithm: str
+    algorithm_params: dict[str, Any]
+    label: str  # the algorithm as the user reads it: name[non-default params]
+    seed: int
+    size: str = "quick"
+    device: str = "cpu"
+    steps: int | None = 100
+    seconds: float | None = None
+    eval_every: int = 10
+    threads: int = 1
+    plugins: tuple[str, ...] = field(default_factory=tuple)
+
+    def config(self) -> dict[str, Any]:
+        """What determines the result (and so the cache key), without plugins/threads."""
+        cfg = asdict(self)
+        cfg.pop("plugins")
+        cfg.pop("label")
+        return cfg
+
+    def key(self, version: str) -> str:
+        blob = json.dumps({"config": self.config(), "code": version}, sort_keys=True,
+                          default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def config_id(self) -> str:
+        """Hash of the config alone: the same cell across code versions."""
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _non_default(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if defaults.get(k) != v}
+
+
+def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: list[int],
+         size: str = "quick", device: str = "cpu", steps: int | None = None,
+         seconds: float | None = None, eval_every: int | None = None, threads: int = 1,
+         plugins: tuple[str, ...] = ()) -> tuple[list[Cell], list[tuple[str, str, str]]]:
+    """Cells for every (problem grid point, algorithm grid point, seed) that applies.
+
+    Returns the cells and the skipped (problem, algorithm, reason) pairs.
+    """
+    if not seeds:
+        raise UserError("at least one seed is needed (--seeds N with N >= 1)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    cells, skipped = [], []
+    prob_points = []
+    for text in problems:
+        name, grid = expand(text)
+        cls = registry.problem(name)
+        if size not in cls.sizes:
+            raise UserError(f"problem {name!r} has no size {size!r}; "
+                            f"valid: {', '.join(cls.sizes)}")
+        for point in grid:
+            params = resolve(name, cls.params, {**cls.sizes[size], **point})
+            prob_points.append((cls, params))
+    alg_points = []
+    for text in algorithms:
+        name, grid = expand(text)
+        cls = registry.algorithm(name)
+        defaults = resolve(name, cls.params, {})
+        for point in grid:
+            params = cls(**point).config  # validates, including cross-parameter checks
+            label = format_entry(name, _non_default(params, defaults))
+            alg_points.append((cls, params, label))
+    for pcls, pparams in prob_points:
+        budget = pcls.budgets.get(size, Budget())
+        for acls, aparams, label in alg_points:
+            reason = acls(**aparams).applies_to(pcls)
+            if reason:
+                skipped.append((pcls.name, label, reason))
+                continue
+            for seed in seeds:
+                cells.append(Cell(
+                    problem=pcls.name, problem_params=pparams, algorithm=acls.name,
+                    algorithm_params=aparams, label=label, seed=seed, size=size,
+                    device=device,
+                    steps=steps if steps is not None else (budget.steps if seconds is None
+                                                           else None),
+                    seconds=seconds if seconds is not None else budget.seconds,
+                    eval_every=eval_every or budget.eval_every, threads=threads,
+                    plugins=tuple(plugins)))
+    return cells, skipped
+
+
+def cell_version(registry: Registry, cell: Cell) -> str:
+    return code_version(registry.source_file("problem", cell.problem),
+                        registry.source_file("algorithm", cell.algorithm))
+
+
+def _finite(metrics: dict[str, float], state_tensors: list[torch.Tensor]) -> bool:
+    if not math.isfinite(metrics.get("outer_loss", 0.0)):
+        return False
+    return all(bool(torch.isfinite(t).all()) for t in state_tensors)
+
+
+def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
+    """Run one cell and return its record (never raises for a failing algorithm)."""
+    torch.set_num_threads(cell.threads)
+    version = cell_version(registry, cell)
+    record: dict[str, Any] = {
+        "key": cell.key(version), "config_id": cell.config_id(), "config": cell.config(),
+        "label": cell.label, "code_version": version, "git": git_describe(),
+        "torch": torch.__version__, "machine": platform.machine(), "host": platform.node(),
+        "started": time.time(), "status": "ok", "message": "", "failed_step": None,
+    }
+    trace: list[dict[str, float]] = []
+    device = torch.device(cell.device)
+    memory = PeakMemory(device)
+    solver_seconds, steps_done = 0.0, 0
+    try:
+        problem = registry.problem(cell.problem)(size=cell.size, seed=cell.seed, device=device,
+                                                 **cell.problem_params)
+        algorithm = registry.algorithm(cell.algorithm)(**cell.algorithm_params)
+        generator = torch.Generator().manual_seed(cell.seed)
+        lam0 = problem.init_outer(generator)
+        theta0 = problem.init_inner(lam0, generator)
+        autodiff.oracle_counts.clear()
+        memory.start()
+        memory.enter()
+        state = algorithm.init(problem, theta0, lam0, generator)
+        memory.exit()
+
+        def observe() -> dict[str, float]:
+            row = {"step": steps_done, "seconds": solver_seconds,
+                   **{f"calls_{k}": v for k, v in autodiff.oracle_counts.items()}}
+            row.update(evaluate_state(problem, state, theta0, lam0))
+            trace.append(row)
+            return row
+
+        observe()
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        while True:
+            if cell.steps is not None and steps_done >= cell.steps:
+                break
+            if cell.seconds is not None and solver_seconds >= cell.seconds:
+                break
+            memory.enter()
+            sync()
+            t0 = time.perf_counter()
+            state = algorithm.step(problem, state)
+            sync()
+            solver_seconds += time.perf_counter() - t0
+            memory.exit()
+            steps_done += 1
+            last = cell.steps is not None and steps_done >= cell.steps
+            if steps_done % cell.eval_every == 0 or last:
+                row = observe()
+                if not _finite(row, [state.theta, state.lam]):
+                    record.update(status="diverged", failed_step=steps_done,
+                                  message="non-finite outer loss or iterate")
+                    break
+        if trace[-1]["step"] != steps_done:
+            row = observe()
+            if record["status"] == "ok" and not _finite(row, [state.theta, state.lam]):
+                record.update(status="diverged", failed_step=steps_done,
+                              message="non-finite outer loss or iterate")
+    except Exception as exc:
+        tb = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" at {tb[0].filename}:{tb[0].lineno}" if tb else ""
+        record.update(status="error", failed_step=steps_done,
+                      message=f"{type(exc).__name__}: {exc}{where}")
+    record.update(
+        finished=time.time(), steps_done=steps_done, solver_seconds=solver_seconds,
+        seconds_per_step=solver_seconds / steps_done if steps_done else None,
+        peak_memory_mib=memory.peak_mib,
+        oracle_calls=dict(autodiff.oracle_counts), trace=trace,
+        final=trace[-1] if trace else {},
+    )
+    return record

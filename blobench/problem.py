@@ -1,0 +1,154 @@
+"""The ``Problem`` API: a bilevel problem as two pure functions of flat tensors.
+
+    min_λ  F(λ) = f(θ*(λ), λ)      s.t.  θ*(λ) ∈ argmin_θ g(θ, λ)
+
+θ (inner) and λ (outer) are flat 1-D tensors on ``problem.device``. A problem owns its
+data (generated deterministically from ``seed``), the inner loss ``g = inner_loss`` and the
+outer loss ``f = outer_loss``, initializations, optional mini-batch samplers for stochastic
+algorithms, held-out evaluation, and ground truth where the math gives it.
+
+A subclass declares class attributes (``name``, ``family``, ``reference``, ``params``,
+``sizes``, ``primary_metric``, ...) and implements :meth:`build`, :meth:`inner_loss`,
+:meth:`outer_loss`, :meth:`init_inner`, :meth:`init_outer` and :meth:`evaluate`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from blobench.errors import UserError, unknown_name
+from blobench.params import Param, resolve
+
+Batch = Any  # whatever the problem's samplers return; None means the full batch
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a cell runs: outer steps and/or wall-clock seconds of solver time."""
+
+    steps: int | None = 100
+    seconds: float | None = None
+    eval_every: int = 10
+
+
+class Problem(ABC):
+    """Base class of every bilevel problem; see the module docstring."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    #: hyperparameters of the problem (data sizes, noise, ...), beside ``size`` and ``seed``
+    params: ClassVar[dict[str, Param]] = {}
+    #: presets of ``params``: at least ``quick`` (seconds on a laptop CPU) and ``full``
+    sizes: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "full": {}}
+    #: key of :meth:`evaluate` ranked on the leaderboard, and its direction
+    primary_metric: ClassVar[str] = "test_loss"
+    higher_is_better: ClassVar[bool] = False
+    #: True when θ₀ is a function of λ (MAML-type problems: the inner init is λ itself)
+    inner_init_is_outer: ClassVar[bool] = False
+    #: default budget per size (a size missing here uses ``Budget()``)
+    budgets: ClassVar[dict[str, Budget]] = {}
+
+    def __init__(self, size: str = "quick", seed: int = 0, device: str | torch.device = "cpu",
+                 **overrides: Any) -> None:
+        if size not in self.sizes:
+            raise unknown_name(f"size of problem {self.name}", size, self.sizes)
+        if not isinstance(seed, int) or seed < 0:
+            raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+        self.size = size
+        self.seed = seed
+        self.device = torch.device(device)
+        self.config = resolve(self.name, self.params, {**self.sizes[size], **overrides})
+        self.build(torch.Generator().manual_seed(seed))
+
+    # ----------------------------------------------------------------- to implement
+    @abstractmethod
+    def build(self, generator: torch.Generator) -> None:
+        """Create the data from ``generator`` (CPU generator; move tensors to ``device``)."""
+
+    @property
+    @abstractmethod
+    def dim_inner(self) -> int:
+        """Length of θ."""
+
+    @property
+    @abstractmethod
+    def dim_outer(self) -> int:
+        """Length of λ."""
+
+    @abstractmethod
+    def inner_loss(self, theta: torch.Tensor, lam: torch.Tensor, batch: Batch = None
+                   ) -> torch.Tensor:
+        """g(θ, λ), a scalar tensor differentiable in both arguments."""
+
+    @abstractmethod
+    def outer_loss(self, theta: torch.Tensor, lam: torch.Tensor, batch: Batch = None
+                   ) -> torch.Tensor:
+        """f(θ, λ), a scalar tensor differentiable in both arguments."""
+
+    @abstractmethod
+    def init_outer(self, generator: torch.Generator) -> torch.Tensor:
+        """λ₀."""
+
+    @abstractmethod
+    def init_inner(self, lam: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """θ₀ (may depend on λ, e.g. θ₀ = λ for MAML)."""
+
+    @abstractmethod
+    def evaluate(self, theta: torch.Tensor, lam: torch.Tensor) -> dict[str, float]:
+        """Held-out metrics (must include :attr:`primary_metric`)."""
+
+    # ------------------------------------------------------------------- defaults
+    def sample_inner_batch(self, generator: torch.Generator) -> Batch:
+        """A mini-batch for g; ``None`` (the default) is the full batch."""
+        return None
+
+    def sample_outer_batch(self, generator: torch.Generator) -> Batch:
+        """A mini-batch for f; ``None`` (the default) is the full batch."""
+        return None
+
+    def inner_step_size(self, lam: torch.Tensor) -> float:
+        """A safe gradient step on g at this λ (``1/L`` where L is known)."""
+        return 0.1
+
+    def outer_step_size(self) -> float:
+        """A reasonable first step size on λ for plain gradient descent."""
+        return 0.1
+
+    def budget(self) -> Budget:
+        """The default budget of this problem at its size."""
+        return self.budgets.get(self.size, Budget())
+
+    # --------------------------------------------------------------- ground truth
+    def inner_solution(self, lam: torch.Tensor) -> torch.Tensor:
+        """θ*(λ) when the inner problem has a unique, computable minimizer."""
+        raise NotImplementedError
+
+    def min_norm_inner(self, lam: torch.Tensor, theta0: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """argmin ‖θ − θ₀‖ over the inner solution set (θ₀ = 0 when None)."""
+        raise NotImplementedError
+
+    def exact_hypergradient(self, lam: torch.Tensor) -> torch.Tensor:
+        """dF/dλ at λ, exactly (closed form or dense solve)."""
+        raise NotImplementedError
+
+    def optimal_value(self) -> float:
+        """min_λ F(λ) when known."""
+        raise NotImplementedError
+
+    def has(self, method: str) -> bool:
+        """Whether this problem overrides the optional ground-truth ``method``."""
+        return getattr(type(self), method) is not getattr(Problem, method)
+
+    # ------------------------------------------------------------------- helpers
+    def tensor(self, data: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A tensor on this problem's device (and dtype, default float64)."""
+        return torch.as_tensor(data, dtype=dtype or torch.float64, device=self.device)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size!r}, seed={self.seed}, {self.config})"

@@ -1,0 +1,134 @@
+"""Ridge regression hyperparameter optimization (per-feature or scalar regularization).
+
+Data: X ∈ ℝ^{n×d} with i.i.d. N(0, 1) entries, y = X θ_true + σ ε, θ_true with half of its
+entries zero (so per-feature regularization has something to find); separate train,
+validation and test draws, all from the seed.
+
+    inner  g(θ, λ) = 1/(2n) ‖X θ − y‖² + ½ Σ_j e^{λ_j} θ_j²          (θ ∈ ℝ^d)
+    outer  f(θ, λ) = 1/(2n_val) ‖X_val θ − y_val‖²                     (λ ∈ ℝ^d or ℝ)
+
+g is strongly convex in θ: θ*(λ) = (XᵀX/n + diag e^λ)⁻¹ Xᵀy/n. With H = XᵀX/n + diag e^λ the
+implicit function theorem gives the exact hypergradient
+
+    dF/dλ = −e^λ ⊙ θ* ⊙ H⁻¹ ∇_θ f(θ*)        (summed over j for a scalar λ)
+
+This is the classic testbed of gradient-based hyperparameter optimization (Pedregosa 2016,
+HOAG; Franceschi et al. 2017) and of benchopt's quadratic bilevel benchmark.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from blobench.params import Param
+from blobench.problem import Budget, Problem
+
+
+class RidgeHO(Problem):
+    name = "ridge_ho"
+    family = "hyperparameter optimization"
+    reference = "Pedregosa 2016 (HOAG); Franceschi et al. 2017"
+    params = {
+        "n_train": Param(int, 100, "training points", low=1),
+        "n_val": Param(int, 100, "validation points (outer objective)", low=1),
+        "n_test": Param(int, 1000, "held-out test points", low=1),
+        "n_features": Param(int, 20, "d", low=1),
+        "noise": Param(float, 1.0, "σ, noise standard deviation", low=0.0),
+        "per_feature": Param(bool, True, "one regularization per feature (else one scalar)"),
+        "batch_size": Param(int, 0, "mini-batch size of the samplers; 0 = full batch", low=0),
+    }
+    sizes = {
+        "quick": {"n_train": 100, "n_val": 100, "n_test": 1000, "n_features": 20},
+        "full": {"n_train": 500, "n_val": 500, "n_test": 5000, "n_features": 100},
+    }
+    primary_metric = "test_mse"
+    higher_is_better = False
+    budgets = {"quick": Budget(steps=100, eval_every=10),
+               "full": Budget(steps=300, eval_every=30)}
+
+    def build(self, generator: torch.Generator) -> None:
+        c = self.config
+        d = c["n_features"]
+        theta_true = torch.randn(d, generator=generator, dtype=torch.float64)
+        theta_true[torch.randperm(d, generator=generator)[: d // 2]] = 0.0
+
+        def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x = torch.randn(n, d, generator=generator, dtype=torch.float64)
+            y = x @ theta_true + c["noise"] * torch.randn(n, generator=generator,
+                                                          dtype=torch.float64)
+            return self.tensor(x), self.tensor(y)
+
+        self.x, self.y = draw(c["n_train"])
+        self.x_val, self.y_val = draw(c["n_val"])
+        self.x_test, self.y_test = draw(c["n_test"])
+        self.theta_true = self.tensor(theta_true)
+        self.gram = self.x.T @ self.x / c["n_train"]
+        self.xty = self.x.T @ self.y / c["n_train"]
+        self.lipschitz_data = float(torch.linalg.eigvalsh(self.gram)[-1])
+
+    @property
+    def dim_inner(self) -> int:
+        return self.config["n_features"]
+
+    @property
+    def dim_outer(self) -> int:
+        return self.config["n_features"] if self.config["per_feature"] else 1
+
+    # ---------------------------------------------------------------- losses
+    def _rows(self, x: torch.Tensor, y: torch.Tensor, batch: torch.Tensor | None):
+        return (x, y) if batch is None else (x[batch], y[batch])
+
+    def inner_loss(self, theta, lam, batch=None):
+        x, y = self._rows(self.x, self.y, batch)
+        residual = x @ theta - y
+        return 0.5 * (residual @ residual) / x.shape[0] + 0.5 * (lam.exp() * theta**2).sum()
+
+    def outer_loss(self, theta, lam, batch=None):
+        x, y = self._rows(self.x_val, self.y_val, batch)
+        residual = x @ theta - y
+        return 0.5 * (residual @ residual) / x.shape[0]
+
+    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        b = self.config["batch_size"]
+        if b == 0 or b >= n:
+            return None
+        return torch.randint(n, (b,), generator=generator).to(self.device)
+
+    def sample_inner_batch(self, generator):
+        return self._sample(self.config["n_train"], generator)
+
+    def sample_outer_batch(self, generator):
+        return self._sample(self.config["n_val"], generator)
+
+    def init_outer(self, generator):
+        return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)
+
+    def init_inner(self, lam, generator):
+        return torch.zeros(self.dim_inner, dtype=torch.float64, device=self.device)
+
+    def inner_step_size(self, lam):
+        return 1.0 / (self.lipschitz_data + float(lam.detach().exp().max()))
+
+    def outer_step_size(self):
+        return 10.0 if self.config["per_feature"] else 1.0
+
+    def evaluate(self, theta, lam):
+        with torch.no_grad():
+            residual = self.x_test @ theta - self.y_test
+            return {"test_mse": float(residual @ residual) / self.config["n_test"],
+                    "val_loss": float(self.outer_loss(theta, lam))}
+
+    # ----------------------------------------------------------- ground truth
+    def _hessian(self, lam: torch.Tensor) -> torch.Tensor:
+        reg = lam.detach().exp().expand(self.dim_inner)
+        return self.gram + torch.diag(reg)
+
+    def inner_solution(self, lam):
+        return torch.linalg.solve(self._hessian(lam), self.xty)
+
+    def exact_hypergradient(self, lam):
+        theta = self.inner_solution(lam)
+        grad_theta = self.x_val.T @ (self.x_val @ theta - self.y_val) / self.config["n_val"]
+        v = torch.linalg.solve(self._hessian(lam), grad_theta)
+        per_feature = -lam.detach().exp().expand(self.dim_inner) * theta * v
+        return per_feature if self.config["per_feature"] else per_feature.sum().reshape(1)
