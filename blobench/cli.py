@@ -156,7 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    written = write_leaderboard(registry, ResultsStore(args.results), Path(args.out))
+    written = write_leaderboard(registry, ResultsStore(args.results), Path(args.out),
+                                command="blobench " + " ".join(args.argv))
     print(f"wrote {len(written)} file(s) to {args.out}/")
     return 0
 
@@ -179,7 +180,9 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard,
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

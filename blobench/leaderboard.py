@@ -9,7 +9,6 @@ broken by solver time. Cells that failed are shown with their status, not droppe
 from __future__ import annotations
 
 import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +81,10 @@ def markdown_table(table: pd.DataFrame, primary: str, higher_is_better: bool) ->
 
 
 def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
-                      command: str | None = None) -> list[Path]:
+                      command: str = "blobench leaderboard") -> list[Path]:
     """Write the index and per-problem pages; returns the written paths."""
     frame = results_frame(store)
     out.mkdir(parents=True, exist_ok=True)
-    command = command or "blobench " + " ".join(sys.argv[1:])
     provenance = (f"Made by `{command}` at code version `{git_describe()}` on "
                   f"{platform.machine()} ({platform.system()}).")
     written, index = [], []

@@ -1,0 +1,28 @@
+"""Shared fixtures: the registry and small problems."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blobench.registry import get_registry
+
+torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return get_registry()
+
+
+def hypergrad_after_one_step(registry, problem, algorithm: str, lam: torch.Tensor, **params):
+    """(estimate, exact) of dF/dλ from one outer step of ``algorithm`` started at ``lam``."""
+    alg = registry.algorithm(algorithm)(**params)
+    gen = torch.Generator().manual_seed(0)
+    state = alg.init(problem, problem.init_inner(lam, gen), lam.clone(), gen)
+    state = alg.step(problem, state)
+    return state.hypergrad, problem.exact_hypergradient(state.hypergrad_at)
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
