@@ -47,6 +47,8 @@ class Cell:
     steps: int | None = 100
     seconds: float | None = None
     eval_every: int = 10
+    #: expensive metrics (e.g. the cold-restart gap) every this many evaluations, and at the end
+    expensive_every: int = 5
     threads: int = 1
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -162,10 +164,11 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
         state = algorithm.init(problem, theta0, lam0, generator)
         memory.exit()
 
-        def observe() -> dict[str, float]:
+        def observe(final: bool = False) -> dict[str, float]:
             row = {"step": steps_done, "seconds": solver_seconds,
                    **{f"calls_{k}": v for k, v in autodiff.oracle_counts.items()}}
-            row.update(evaluate_state(problem, state, theta0, lam0))
+            expensive = final or len(trace) % cell.expensive_every == 0
+            row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive))
             trace.append(row)
             return row
 
@@ -186,13 +189,13 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
             steps_done += 1
             last = cell.steps is not None and steps_done >= cell.steps
             if steps_done % cell.eval_every == 0 or last:
-                row = observe()
+                row = observe(final=last)
                 if not _finite(row, [state.theta, state.lam]):
                     record.update(status="diverged", failed_step=steps_done,
                                   message="non-finite outer loss or iterate")
                     break
         if trace[-1]["step"] != steps_done:
-            row = observe()
+            row = observe(final=True)
             if record["status"] == "ok" and not _finite(row, [state.theta, state.lam]):
                 record.update(status="diverged", failed_step=steps_done,
                               message="non-finite outer loss or iterate")

@@ -32,9 +32,12 @@ def hypergradient_error(estimate: torch.Tensor, exact: torch.Tensor) -> dict[str
     return {"hypergrad_cosine": cos, "hypergrad_rel_error": rel}
 
 
-def evaluate_state(problem: Problem, state: State, theta0: torch.Tensor, lam0: torch.Tensor
-                   ) -> dict[str, float]:
-    """All metrics of ``state``; oracle counters are left as they were."""
+def evaluate_state(problem: Problem, state: State, theta0: torch.Tensor, lam0: torch.Tensor,
+                   expensive: bool = True) -> dict[str, float]:
+    """All metrics of ``state``; oracle counters are left as they were.
+
+    ``expensive`` turns on the metrics that cost a solve (on their own schedule).
+    """
     saved = autodiff.oracle_counts.copy()
     try:
         theta, lam = state.theta.detach(), state.lam.detach()
