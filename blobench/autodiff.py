@@ -232,3 +232,112 @@ def outer_hypergradient(problem: Problem, theta_of_lam: Tensor, lam: Tensor,
         (hg,) = torch.autograd.grad(problem.outer_loss(theta_of_lam, lam, batch), lam,
                                     allow_unused=True)
     return _zeros_if_none(hg, lam)
+
+# ------------------------------------------------- forward mode, finite differences, aggregation
+def least_squares_gd(matvec: MatVec, b: Tensor, steps: int, lr: float,
+                     x0: Tensor | None = None) -> Tensor:
+    """x ← x − lr · A(A x − b): gradient descent on ½‖A x − b‖² for symmetric A.
+
+    The iterative solver of ApproxGrad (Mehra & Hamm 2021), which minimizes the squared residual
+    of the linear system rather than a quadratic form, so it also works when A is indefinite.
+    Converges for 0 < lr < 2/λ_max(A)²; two products with A per step; ``x0`` warm-starts.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    for _ in range(steps):
+        x = x - lr * matvec(matvec(x) - b)
+    return x
+
+
+def forward_unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+                   tangent: Tensor | None = None, sample: Callable[[], Batch] | None = None,
+                   chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+    """(θ_T, Z_T) of T gradient steps with the tangent Z_t = dθ_t/dλ carried forward.
+
+    Forward-mode differentiation of the inner dynamics (Franceschi et al. 2017, Alg. 2, FHG):
+
+        θ_{t+1} = θ_t − η ∇_θ g(θ_t, λ)
+        Z_{t+1} = Z_t − η (H_t Z_t + J_tᵀ),    H_t = ∇²_θθ g(θ_t, λ),  J_tᵀ = ∇²_θλ g(θ_t, λ)
+
+    Z has shape (dim θ × dim λ); ``tangent`` is Z_0 (zeros when None, i.e. θ₀ independent of λ).
+    Each column of H_t Z_t + J_tᵀ is one Jacobian-vector product of the map (θ, λ) ↦ ∇_θ g
+    along (Z_t e_i, e_i) (forward-over-reverse, ``torch.func.jvp``), batched over the dim λ
+    columns with ``torch.func.vmap`` (``chunk_size`` columns at a time; None = all at once).
+    No Hessian is formed. Cost per step: one gradient + dim λ JVPs; memory O(dim θ · dim λ),
+    independent of T.
+    """
+    theta, lam = theta.detach(), lam.detach()
+    n_lam = lam.numel()
+    z = (torch.zeros(theta.numel(), n_lam, dtype=theta.dtype, device=theta.device)
+         if tangent is None else tangent.detach().reshape(theta.numel(), n_lam))
+    eye = torch.eye(n_lam, dtype=lam.dtype, device=lam.device)
+    for _ in range(steps):
+        batch = sample() if sample is not None else None
+
+        def grad_theta(t: Tensor, lam_: Tensor, batch: Batch = batch) -> Tensor:
+            return torch.func.grad(lambda t_: problem.inner_loss(t_, lam_, batch))(t)
+
+        def column(z_col: Tensor, e_col: Tensor, t: Tensor = theta,
+                   grad_theta: Callable[..., Tensor] = grad_theta) -> Tensor:
+            return torch.func.jvp(grad_theta, (t, lam), (z_col, e_col))[1]
+
+        with torch.enable_grad():
+            products = torch.func.vmap(column, in_dims=(1, 0), out_dims=1,
+                                       chunk_size=chunk_size)(z, eye)
+        oracle_counts["hvp"] += n_lam
+        oracle_counts["mixed"] += n_lam
+        g = inner_grad(problem, theta, lam, batch)
+        z = z - lr * products.detach()
+        theta = theta - lr * g
+    return theta, z
+
+
+def mixed_fd(problem: Problem, theta: Tensor, lam: Tensor, v: Tensor, eps: float,
+             batch: Batch = None) -> Tensor:
+    """J v ≈ (∇_λ g(θ + εv, λ) − ∇_λ g(θ − εv, λ)) / (2ε), by central finite differences.
+
+    The mixed second derivative J = ∇²_λθ g applied to v with two gradient evaluations and no
+    second-order autodiff (DARTS, Liu et al. 2019, eq. 8). Error O(ε² ‖v‖³) for smooth g; exact
+    (up to rounding) when ∇_λ g is at most quadratic in θ.
+    """
+    def grad_lam(t: Tensor) -> Tensor:
+        oracle_counts["grad_inner"] += 1
+        lam_ = _leaf(lam)
+        with torch.enable_grad():
+            (gl,) = torch.autograd.grad(problem.inner_loss(t.detach(), lam_, batch), lam_,
+                                        allow_unused=True)
+        return _zeros_if_none(gl, lam_)
+
+    return (grad_lam(theta + eps * v) - grad_lam(theta - eps * v)) / (2.0 * eps)
+
+
+def aggregated_unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+                      upper_lr: float, weights: list[float],
+                      sample: Callable[[], Batch] | None = None,
+                      sample_outer: Callable[[], Batch] | None = None) -> Tensor:
+    """θ_T of T aggregated descent steps, differentiable w.r.t. λ (BDA, Liu et al. 2020):
+
+        θ_{t+1} = θ_t − [(1 − α_t) s_l ∇_θ g(θ_t, λ) + α_t s_u ∇_θ f(θ_t, λ)]
+
+    with s_l = ``lr``, s_u = ``upper_lr`` and α_t = ``weights[t]``. A step with α_t = 0 is
+    exactly a step of :func:`unroll` (the f term is then not evaluated).
+    """
+    if len(weights) != steps:
+        raise ValueError(f"aggregated_unroll: {len(weights)} weights for {steps} steps")
+    with torch.enable_grad():
+        if not theta.requires_grad:
+            theta = theta.detach().requires_grad_(True)
+        for alpha in weights:
+            batch = sample() if sample is not None else None
+            oracle_counts["grad_inner"] += 1
+            (g,) = torch.autograd.grad(problem.inner_loss(theta, lam, batch), theta,
+                                       create_graph=True)
+            step = ((1.0 - alpha) * lr) * g
+            if alpha != 0.0:
+                outer_batch = sample_outer() if sample_outer is not None else None
+                oracle_counts["grad_outer"] += 1
+                (fg,) = torch.autograd.grad(problem.outer_loss(theta, lam, outer_batch), theta,
+                                            create_graph=True, allow_unused=True)
+                if fg is not None:
+                    step = step + (alpha * upper_lr) * fg
+            theta = theta - step
+    return theta
