@@ -233,6 +233,7 @@ def outer_hypergradient(problem: Problem, theta_of_lam: Tensor, lam: Tensor,
                                     allow_unused=True)
     return _zeros_if_none(hg, lam)
 
+
 # ------------------------------------------------- forward mode, finite differences, aggregation
 def least_squares_gd(matvec: MatVec, b: Tensor, steps: int, lr: float,
                      x0: Tensor | None = None) -> Tensor:
