@@ -1,0 +1,94 @@
+"""F2SA: fully first-order stochastic approximation (Kwon, Kwon, Wright, Nowak, ICML 2023).
+
+"A Fully First-Order Method for Stochastic Bilevel Optimization", Algorithm 1. With the
+penalty Lagrangian L_μ(λ, y, z) = f(y, λ) + μ (g(y, λ) − g(z, λ)) (the paper's multiplier
+λ_k is μ_k here; its x is our λ), F2SA keeps two inner sequences:
+
+    z ≈ argmin_θ g(θ, λ)                 (``state.theta``: the lower-level solution)
+    y ≈ argmin_θ f(θ, λ)/μ + g(θ, λ)     (the penalized problem)
+
+and each outer step k runs T inner iterations (warm-started), then moves λ along ∇_λ L_μ:
+
+    z ← z − γ_k ∇_θ g(z, λ; φ_z)
+    y ← y − (γ_k/μ_k) (∇_θ f(y, λ; ζ_y) + μ_k ∇_θ g(y, λ; φ_y))
+    h = ∇_λ f(y, λ; ζ) + μ_k (∇_λ g(y, λ; φ) − ∇_λ g(z, λ; φ)),   λ ← λ − ξ_k h
+    μ_{k+1} = min(μ_0 (k+2)^b, μ_max)
+
+Every gradient is first order; h → dF/dλ as μ → ∞ (y − z ≈ −H⁻¹∇_θ f / μ), with bias
+O(1/μ). The y step is the paper's α_k(∇f + μ_k ∇g) with α_k μ_k = γ_k (both inner sequences
+take the same effective step on g, stable for γ ≤ 1/L). Schedules: with ``decay`` the paper's
+polynomial rates for stochastic noise in both levels (Theorem 3.1, as we read it — verify the
+constants): ξ_k = ξ (k+1)^{-5/7}, γ_k = γ (k+1)^{-4/7}, so that μ_k ∝ γ_k/α_k grows as
+(k+1)^{1/7} (b = 1/7 by default). Without ``decay`` the steps are constant.
+
+Step sizes: γ = None → ``problem.inner_step_size(λ)``; ξ = None → 0.1 ·
+``problem.outer_step_size()``. Batches: one fresh mini-batch per gradient from the problem's
+samplers; ∇_λ g(y) and ∇_λ g(z) share one batch. Cost per outer step: 3T + 2 inner gradients
+and T + 1 outer gradients; memory O(dim θ + dim λ).
+"""
+
+from __future__ import annotations
+
+from blobench import autodiff
+from blobench.errors import UserError
+from blobench.params import Param
+from blobench.single_loop import (
+    SingleLoop,
+    decayed,
+    inner_batch,
+    or_default,
+    outer_batch,
+    outer_lr_default,
+    sgd_outer_step,
+)
+
+POSITIVE = {"low": 0.0, "low_open": True}
+
+
+class F2SA(SingleLoop):
+    name = "f2sa"
+    family = "penalty (first order, stochastic)"
+    reference = "Kwon, Kwon, Wright, Nowak 2023 (ICML), Alg. 1 (F2SA)"
+    params = {
+        "inner_steps": Param(int, 10, "T: inner iterations on y and z per outer step", low=1),
+        "inner_lr": Param(float, None, "γ: step on g for z (and y); None = the problem's 1/L",
+                          optional=True, **POSITIVE),
+        "outer_lr": Param(float, None, "ξ: step on λ; None = 0.1 × the problem's default",
+                          optional=True, **POSITIVE),
+        "penalty": Param(float, 10.0, "μ_0: initial Lagrange multiplier of g(y) − g(z)",
+                         **POSITIVE),
+        "penalty_growth": Param(float, 1 / 7, "b: μ_k = μ_0 (k+1)^b", low=0.0),
+        "penalty_max": Param(float, 1e4, "cap on μ_k", **POSITIVE),
+        "decay": Param(bool, True, "ξ_k = ξ(k+1)^-5/7, γ_k = γ(k+1)^-4/7 (else constant)"),
+    }
+
+    def check_config(self):
+        if self.penalty_max < self.penalty:
+            raise UserError(f"f2sa: penalty_max={self.penalty_max} must be >= "
+                            f"penalty={self.penalty}")
+
+    def setup(self, problem, state):
+        state.extra["y"] = state.theta.clone()
+
+    def step(self, problem, state):
+        k = state.extra["k"]
+        lam = state.lam.detach()
+        gamma = or_default(self.inner_lr, problem.inner_step_size(lam))
+        xi = outer_lr_default(self.outer_lr, problem)
+        if self.decay:
+            gamma, xi = decayed(gamma, k, 4 / 7), decayed(xi, k, 5 / 7)
+        mu = min(self.penalty * (k + 1) ** self.penalty_growth, self.penalty_max)
+        z, y = state.theta, state.extra["y"]
+        for _ in range(self.inner_steps):
+            z = z - gamma * autodiff.inner_grad(problem, z, lam, inner_batch(problem, state))
+            f_y, _ = autodiff.outer_grads(problem, y, lam, outer_batch(problem, state))
+            g_y = autodiff.inner_grad(problem, y, lam, inner_batch(problem, state))
+            y = y - (gamma / mu) * (f_y + mu * g_y)
+        _, f_lam = autodiff.outer_grads(problem, y, lam, outer_batch(problem, state))
+        batch = inner_batch(problem, state)
+        _, g_lam_y = autodiff.inner_grads(problem, y, lam, batch)
+        _, g_lam_z = autodiff.inner_grads(problem, z, lam, batch)
+        state.theta, state.extra["y"], state.extra["multiplier"] = z, y, mu
+        sgd_outer_step(state, f_lam + mu * (g_lam_y - g_lam_z), xi)
+        state.extra["k"] = k + 1
+        return state

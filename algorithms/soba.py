@@ -1,0 +1,149 @@
+"""SOBA and SABA: single-loop stochastic bilevel optimization (Dagréou et al., NeurIPS 2022).
+
+"A framework for bilevel optimization that enables stochastic and global variance reduction
+algorithms" (Dagréou, Ablin, Vaiter, Moreau 2022). Three variables move together at every
+step: θ (inner), v (the linear-system variable) and λ (outer), along the directions
+
+    D_θ = ∇_θ g(θ, λ)                       (gradient step on the inner problem)
+    D_v = ∇²_θθ g(θ, λ) v + ∇_θ f(θ, λ)     (gradient of ½ vᵀHv + vᵀ∇_θ f: v → −H⁻¹∇_θ f)
+    D_λ = ∇_λ f(θ, λ) + ∇²_λθ g(θ, λ) v     (→ ∇_λ f − J H⁻¹ ∇_θ f = dF/dλ, the IFT)
+
+    θ ← θ − ρ D_θ,   v ← v − ρ D_v,   λ ← λ − γ D_λ              (paper, eq. 5–6 / Alg. 1)
+
+Note the sign convention of the paper: v approximates −H⁻¹∇_θ f, so J v is *added*.
+Every direction is evaluated at the same (θ, v, λ) (a simultaneous update), with one inner
+mini-batch i (for ∇_θ g, H v and J v) and one independent outer mini-batch j (for ∇_θ f and
+∇_λ f) drawn from the problem's samplers per step, as in the paper's Algorithm 1.
+
+SOBA: plain stochastic oracles, decreasing step sizes ρ_t = ρ (t+1)^{-2/5},
+γ_t = γ (t+1)^{-3/5} (the schedule of the paper's Theorem 1; ``decay=false`` for constant).
+
+SABA: every oracle replaced by its SAGA estimator over the finite sums g = (1/n) Σ g_i,
+f = (1/m) Σ f_j (Defazio et al. 2014): for each oracle h with a memory table (h̄_i),
+    ĥ = mean_{i ∈ batch} (h_i(now) − h̄_i) + mean_i h̄_i,   then h̄_i ← h_i(now) for i in the batch,
+with constant step sizes (the paper's Theorem 2). Memories start at zero (SAGA's estimator is
+unbiased for any memory content, so the first epoch behaves like SOBA). SABA needs per-sample
+indexing: it applies to problems that declare ``n_inner_samples`` and ``n_outer_samples`` and
+whose samplers return index tensors (see :mod:`blobench.single_loop`).
+
+Step sizes: ρ = None → ``problem.inner_step_size(λ)`` (1/L of g, re-read at each λ);
+γ = None → 0.1 · ``problem.outer_step_size()`` (``single_loop.OUTER_SCALE``).
+Cost per step: SOBA 1 inner gradient + 1 HVP + 1 mixed product + 1 outer gradient; SABA the
+same per sample of the batch (it needs per-sample values for its memories); its tables take
+O(n dim θ + m (dim θ + dim λ)) memory.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from blobench.algorithm import State
+from blobench.autodiff import InnerDerivatives, outer_grads
+from blobench.params import Param
+from blobench.problem import Problem
+from blobench.single_loop import (
+    SingleLoop,
+    decayed,
+    finite_sum_reason,
+    inner_batch,
+    or_default,
+    outer_batch,
+    outer_lr_default,
+    sgd_outer_step,
+    soba_oracles,
+)
+
+POSITIVE = {"low": 0.0, "low_open": True}
+
+COMMON = {
+    "inner_lr": Param(float, None, "ρ: step on θ and v; None = the problem's 1/L",
+                      optional=True, **POSITIVE),
+    "outer_lr": Param(float, None, "γ: step on λ; None = 0.1 × the problem's default",
+                      optional=True, **POSITIVE),
+}
+
+
+class SOBA(SingleLoop):
+    name = "soba"
+    family = "stochastic single-loop"
+    reference = "Dagréou, Ablin, Vaiter, Moreau 2022 (NeurIPS), Alg. 1 (SOBA)"
+    params = {**COMMON,
+              "decay": Param(bool, True, "ρ_t = ρ(t+1)^-2/5, γ_t = γ(t+1)^-3/5 (else constant)")}
+
+    def setup(self, problem, state):
+        state.extra["v"] = torch.zeros_like(state.theta)
+
+    def step_sizes(self, problem: Problem, state: State) -> tuple[float, float]:
+        rho = or_default(self.inner_lr, problem.inner_step_size(state.lam))
+        gamma = outer_lr_default(self.outer_lr, problem)
+        k = state.extra["k"]
+        if self.config.get("decay", False):
+            rho, gamma = decayed(rho, k, 0.4), decayed(gamma, k, 0.6)
+        return rho, gamma
+
+    def directions(self, problem: Problem, state: State) -> dict[str, torch.Tensor]:
+        return soba_oracles(problem, state.theta, state.extra["v"], state.lam.detach(),
+                            inner_batch(problem, state), outer_batch(problem, state))
+
+    def step(self, problem, state):
+        rho, gamma = self.step_sizes(problem, state)
+        d = self.directions(problem, state)
+        v = state.extra["v"]
+        state.theta = state.theta - rho * d["g_theta"]
+        state.extra["v"] = v - rho * (d["hv"] + d["f_theta"])
+        sgd_outer_step(state, d["f_lam"] + d["jv"], gamma)
+        state.extra["k"] += 1
+        return state
+
+
+class SABA(SOBA):
+    name = "saba"
+    reference = "Dagréou, Ablin, Vaiter, Moreau 2022 (NeurIPS), Alg. 2 (SABA)"
+    params = {**COMMON}
+
+    def applies_to(self, problem):
+        return finite_sum_reason(problem)
+
+    def setup(self, problem, state):
+        super().setup(problem, state)
+        n, m = int(problem.n_inner_samples), int(problem.n_outer_samples)
+        th, la = state.theta, state.lam
+        state.extra["memory"] = {
+            "g_theta": th.new_zeros(n, th.numel()), "hv": th.new_zeros(n, th.numel()),
+            "jv": la.new_zeros(n, la.numel()),
+            "f_theta": th.new_zeros(m, th.numel()), "f_lam": la.new_zeros(m, la.numel())}
+        state.extra["memory_mean"] = {key: t.sum(0) / t.shape[0]
+                                      for key, t in state.extra["memory"].items()}
+
+    @staticmethod
+    def _indices(batch, n: int, device) -> torch.Tensor:
+        if batch is None:
+            return torch.arange(n, device=device)
+        if not (isinstance(batch, torch.Tensor) and batch.dim() == 1
+                and not batch.is_floating_point()):
+            raise ValueError("saba: the problem's samplers must return 1-D index tensors")
+        return batch
+
+    def directions(self, problem, state):
+        theta, v, lam = state.theta, state.extra["v"], state.lam.detach()
+        n, m = int(problem.n_inner_samples), int(problem.n_outer_samples)
+        idx_i = self._indices(inner_batch(problem, state), n, theta.device)
+        idx_j = self._indices(outer_batch(problem, state), m, theta.device)
+        new: dict[str, dict[int, torch.Tensor]] = {k: {} for k in state.extra["memory"]}
+        for i in torch.unique(idx_i).tolist():
+            ops = InnerDerivatives(problem, theta, lam, idx_i.new_tensor([i]))
+            new["g_theta"][i], new["hv"][i], new["jv"][i] = ops.grad, ops.hvp(v), ops.mixed(v)
+        for j in torch.unique(idx_j).tolist():
+            new["f_theta"][j], new["f_lam"][j] = outer_grads(problem, theta, lam,
+                                                             idx_j.new_tensor([j]))
+        out = {}
+        for key, table in state.extra["memory"].items():
+            idx = idx_i if key in ("g_theta", "hv", "jv") else idx_j
+            fresh = torch.stack([new[key][int(i)] for i in idx.tolist()])
+            out[key] = (fresh - table[idx]).mean(0) + state.extra["memory_mean"][key]
+            uniq = torch.tensor(sorted(new[key]), device=table.device)
+            values = torch.stack([new[key][int(i)] for i in uniq.tolist()])
+            state.extra["memory_mean"][key] = (state.extra["memory_mean"][key]
+                                               + (values - table[uniq]).sum(0) / table.shape[0])
+            table[uniq] = values
+        return out
