@@ -4,4 +4,5 @@ import sys
 
 from blobench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: cell processes re-import the main module
+    sys.exit(main())

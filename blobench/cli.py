@@ -6,12 +6,14 @@ Bad input is one line on stderr and exit code 2 (``--debug`` shows the traceback
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from blobench.errors import UserError
 from blobench.harness import plan
-from blobench.leaderboard import write_leaderboard
+from blobench.leaderboard import write_compare, write_leaderboard
 from blobench.registry import Registry, get_registry
 from blobench.results import results_frame
 from blobench.runner import run_cells
@@ -77,7 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--threads", type=_positive_int, default=1,
                        help="torch threads per cell (default 1, for comparable timings)")
     p_run.add_argument("--n-jobs", type=_positive_int, default=1, metavar="N",
-                       help="worker processes (default 1)")
+                       help="cells run at once, each in its own process (default 1)")
+    p_run.add_argument("--backend", choices=("local", "dask"), default="local",
+                       help="local processes (default) or an existing Dask cluster")
+    p_run.add_argument("--scheduler", metavar="ADDRESS",
+                       help="Dask scheduler address for --backend dask (tcp://host:8786)")
+    p_run.add_argument("--cell-timeout", type=_positive_float, metavar="S",
+                       help="stop a cell after S seconds of wall-clock and record 'timeout'")
+    p_run.add_argument("--in-process", action="store_true",
+                       help="run cells in this process (debugging/profiling; no isolation)")
     p_run.add_argument("--force", action="store_true", help="rerun cells already stored")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_run.add_argument("--strict", action="store_true",
@@ -87,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_lb = sub.add_parser("leaderboard", help="write leaderboard pages from the results")
     p_lb.add_argument("--out", default=DEFAULT_LEADERBOARD, metavar="DIR",
                       help=f"output folder (default: {DEFAULT_LEADERBOARD}/)")
+    p_lb.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                      help="side by side: two results folders, or two algorithm "
+                           "configurations (labels as on the pages) of --results")
+    p_lb.add_argument("--no-figures", action="store_true", help="tables only, no PNG")
     common(p_lb)
 
     p_res = sub.add_parser("results", help="every finished cell as one flat table")
@@ -142,6 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for problem, label, reason in skipped:
         print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
     summary = run_cells(registry, cells, store, force=args.force, n_jobs=args.n_jobs,
+                        backend=args.backend, scheduler=args.scheduler,
+                        cell_timeout=args.cell_timeout, isolate=not args.in_process,
                         progress=not args.no_progress)
     for path, reason in store.corrupt:
         print(f"blobench: warning: corrupt record {path} ({reason}); its cell was rerun",
@@ -156,8 +172,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    command = "blobench " + " ".join(args.argv)
+    if args.compare:
+        path = write_compare(registry, args.compare[0], args.compare[1], args.results,
+                             Path(args.out), command=command)
+        sys.stdout.write(path.read_text())
+        print(f"wrote {path}")
+        return 0
     written = write_leaderboard(registry, ResultsStore(args.results), Path(args.out),
-                                command="blobench " + " ".join(args.argv))
+                                command=command, figures=not args.no_figures)
     print(f"wrote {len(written)} file(s) to {args.out}/")
     return 0
 
@@ -179,7 +202,13 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard,
             "results": cmd_results}
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv

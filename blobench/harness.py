@@ -17,6 +17,7 @@ import platform
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -122,7 +123,7 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
                                                            else None),
                     seconds=seconds if seconds is not None else budget.seconds,
                     eval_every=eval_every or budget.eval_every, threads=threads,
-                    plugins=tuple(plugins)))
+                    plugins=tuple(str(Path(p).resolve()) for p in plugins)))
     return cells, skipped
 
 
@@ -137,16 +138,26 @@ def _finite(metrics: dict[str, float], state_tensors: list[torch.Tensor]) -> boo
     return all(bool(torch.isfinite(t).all()) for t in state_tensors)
 
 
-def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
-    """Run one cell and return its record (never raises for a failing algorithm)."""
-    torch.set_num_threads(cell.threads)
+def new_record(registry: Registry, cell: Cell, status: str = "ok", message: str = ""
+               ) -> dict[str, Any]:
+    """A record with the cell's identity and empty results (also for cells that never ran)."""
     version = cell_version(registry, cell)
-    record: dict[str, Any] = {
+    now = time.time()
+    return {
         "key": cell.key(version), "config_id": cell.config_id(), "config": cell.config(),
         "label": cell.label, "code_version": version, "git": git_describe(),
         "torch": torch.__version__, "machine": platform.machine(), "host": platform.node(),
-        "started": time.time(), "status": "ok", "message": "", "failed_step": None,
+        "threads": cell.threads, "started": now, "finished": now, "status": status,
+        "message": message, "failed_step": None, "steps_done": 0, "solver_seconds": 0.0,
+        "seconds_per_step": None, "peak_memory_mib": None, "oracle_calls": {}, "trace": [],
+        "final": {},
     }
+
+
+def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
+    """Run one cell and return its record (never raises for a failing algorithm)."""
+    torch.set_num_threads(cell.threads)
+    record = new_record(registry, cell)
     trace: list[dict[str, float]] = []
     device = torch.device(cell.device)
     memory = PeakMemory(device)
@@ -158,6 +169,7 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(cell.seed)
         lam0 = problem.init_outer(generator)
         theta0 = problem.init_inner(lam0, generator)
+        problem.check_api(theta0, lam0)
         autodiff.oracle_counts.clear()
         memory.start()
         memory.enter()

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from blobench.errors import UserError, unknown_name
+from blobench.errors import PluginError, UserError, unknown_name
 from blobench.params import Param, resolve
 
 Batch = Any  # whatever the problem's samplers return; None means the full batch
@@ -149,6 +149,22 @@ class Problem(ABC):
     def tensor(self, data: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A tensor on this problem's device (and dtype, default float64)."""
         return torch.as_tensor(data, dtype=dtype or torch.float64, device=self.device)
+
+    def check_api(self, theta0: torch.Tensor, lam0: torch.Tensor) -> None:
+        """Raise :class:`~blobench.errors.PluginError` if this problem breaks the API contract:
+        θ₀ / λ₀ flat of the declared sizes, losses finite scalar tensors."""
+        where = f"problem {self.name!r}"
+        for label, x, dim in (("init_inner", theta0, self.dim_inner),
+                              ("init_outer", lam0, self.dim_outer)):
+            if not isinstance(x, torch.Tensor) or x.dim() != 1 or x.numel() != dim:
+                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise PluginError(f"{where}: {label} returned {shape}, expected a flat "
+                                  f"tensor of length {dim}")
+        for label, fn in (("inner_loss", self.inner_loss), ("outer_loss", self.outer_loss)):
+            value = fn(theta0, lam0)
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+                raise PluginError(f"{where}: {label} returned {shape}, expected a scalar tensor")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size!r}, seed={self.seed}, {self.config})"

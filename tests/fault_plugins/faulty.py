@@ -1,0 +1,85 @@
+"""Test-only entries that fail on purpose, to check that the harness records and survives it.
+
+Loaded only through ``--plugins tests/fault_plugins``; never part of the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import torch
+
+from blobench.algorithm import DoubleLoop, State
+from blobench.params import Param
+from blobench.problem import Problem
+
+
+class _Faulty(DoubleLoop):
+    params = {**DoubleLoop.params, "at_step": Param(int, 2, "the outer step that fails", low=1)}
+
+    def hypergradient(self, problem: Problem, state: State):
+        state.extra["count"] = state.extra.get("count", 0) + 1
+        if state.extra["count"] >= self.at_step:
+            self.fail(state)
+        return state.theta, torch.zeros_like(state.lam)
+
+    def fail(self, state: State) -> None:
+        raise NotImplementedError
+
+
+class RaiseAtStep(_Faulty):
+    name = "fault_raise"
+
+    def fail(self, state):
+        raise RuntimeError("injected failure")
+
+
+class NanAtStep(_Faulty):
+    name = "fault_nan"
+
+    def fail(self, state):
+        state.theta = state.theta * float("nan")
+
+
+class HangInStep(_Faulty):
+    name = "fault_hang"
+
+    def fail(self, state):
+        time.sleep(3600)
+
+
+class DieInStep(_Faulty):
+    name = "fault_die"
+
+    def fail(self, state):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NonScalarLoss(Problem):
+    """A problem whose inner loss is not a scalar (an API violation)."""
+
+    name = "fault_nonscalar"
+    sizes = {"quick": {}, "full": {}}
+
+    def build(self, generator):
+        pass
+
+    dim_inner = 3
+    dim_outer = 2
+
+    def inner_loss(self, theta, lam, batch=None):
+        return theta**2
+
+    def outer_loss(self, theta, lam, batch=None):
+        return (theta**2).sum()
+
+    def init_outer(self, generator):
+        return torch.zeros(2)
+
+    def init_inner(self, lam, generator):
+        return torch.zeros(3)
+
+    def evaluate(self, theta, lam):
+        return {"test_loss": 0.0}
