@@ -30,6 +30,7 @@ CASES = [
     ("datacleaning_logreg", {}),
     ("poison_logreg", {}),
     ("reweight_digits", {"n_train": 150, "n_val": 80}),
+    ("distill_digits", {"n_train": 300}),
     ("overparam_linreg", {}),
     ("overparam_linreg", {"setting": "outer_overparam"}),
 ]
@@ -248,12 +249,13 @@ def test_bad_parameters_raise_user_error():
 # --------------------------------------------------------------------------- end to end
 def test_end_to_end_all_cells_ok(tmp_path):
     problems = ["logreg_ho", "datacleaning_logreg", "poison_logreg",
-                "reweight_digits[n_train=150,n_val=80]", "overparam_linreg",
+                "reweight_digits[n_train=150,n_val=80]", "distill_digits[n_train=300]",
+                "overparam_linreg",
                 "overparam_linreg[setting=outer_overparam]"]
     cells, skipped = plan(REG, problems, ["implicit_cg", "unrolled", "exact"], [0], steps=5,
                           eval_every=5)
-    assert len(cells) == 18 and not skipped
+    assert len(cells) == 21 and not skipped
     # in-process (no per-cell subprocess) to keep this test fast
     kw = {"isolate": False} if "isolate" in inspect.signature(run_cells).parameters else {}
     summary = run_cells(REG, cells, ResultsStore(tmp_path), progress=False, **kw)
-    assert summary.statuses == {"ok": 18}, summary.text()
+    assert summary.statuses == {"ok": 21}, summary.text()
