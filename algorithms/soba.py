@@ -24,7 +24,9 @@ f = (1/m) Σ f_j (Defazio et al. 2014): for each oracle h with a memory table (h
 with constant step sizes (the paper's Theorem 2). Memories start at zero (SAGA's estimator is
 unbiased for any memory content, so the first epoch behaves like SOBA). SABA needs per-sample
 indexing: it applies to problems that declare ``n_inner_samples`` and ``n_outer_samples`` and
-whose samplers return index tensors (see :mod:`blobench.single_loop`).
+whose samplers return index tensors (see :mod:`blobench.single_loop`); when both samplers
+return None (full batch) SABA's estimator is the full oracle and it coincides with SOBA at
+constant steps.
 
 Step sizes: ρ = None → ``problem.inner_step_size(λ)`` (1/L of g, re-read at each λ);
 γ = None → 0.1 · ``problem.outer_step_size()`` (``single_loop.OUTER_SCALE``).
@@ -127,8 +129,13 @@ class SABA(SOBA):
     def directions(self, problem, state):
         theta, v, lam = state.theta, state.extra["v"], state.lam.detach()
         n, m = int(problem.n_inner_samples), int(problem.n_outer_samples)
-        idx_i = self._indices(inner_batch(problem, state), n, theta.device)
-        idx_j = self._indices(outer_batch(problem, state), m, theta.device)
+        batch_i, batch_j = inner_batch(problem, state), outer_batch(problem, state)
+        if batch_i is None and batch_j is None:
+            # full batches: the SAGA estimator is the full oracle itself (every memory entry
+            # is replaced), so skip the per-sample loop
+            return soba_oracles(problem, theta, v, lam)
+        idx_i = self._indices(batch_i, n, theta.device)
+        idx_j = self._indices(batch_j, m, theta.device)
         new: dict[str, dict[int, torch.Tensor]] = {k: {} for k in state.extra["memory"]}
         for i in torch.unique(idx_i).tolist():
             ops = InnerDerivatives(problem, theta, lam, idx_i.new_tensor([i]))
