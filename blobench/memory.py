@@ -1,19 +1,43 @@
-"""Peak memory of the algorithm alone (design.md, Harness).
+"""Peak memory of the algorithm alone (design.md, Harness), measured two ways.
 
-CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what was
-allocated before. CPU (Linux): writing ``5`` to ``/proc/self/clear_refs`` resets the peak
-resident set size ``VmHWM`` to the current RSS; the peak over a region minus the RSS at its
-start is what the region added. Elsewhere the CPU figure is unavailable (None).
+**Process peak** (:class:`PeakMemory`, wrapped around every timed ``step``; no overhead):
+
+- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what was
+  allocated at the start (method ``"cuda_max_allocated"``).
+- CPU (Linux): writing ``5`` to ``/proc/self/clear_refs`` resets the peak resident set size
+  ``VmHWM`` to the current RSS; the peak over a region minus the RSS at the start is what the
+  region added (method ``"rss_hwm"``). Elsewhere the CPU figure is unavailable (None).
+
+Before the first measurement in a process, :func:`warm_up` runs the kinds of operation an
+algorithm uses (autograd, double backward, linear algebra) once, so that the lazy
+initialization of libraries (tens of MiB the first time) is not charged to the first cell.
+RSS still only sees memory the allocator asks from the OS: freed blocks are reused, so for
+small problems the growth of a computation graph can stay invisible in it.
+
+**Live tensor bytes** (:func:`step_tensor_peak`, method ``"torch_live_tensors"``): one outer
+step is replayed on a deep copy of the state, outside the timed region, under a
+``TorchDispatchMode`` that adds the bytes of every storage an operator creates and subtracts
+them when the last tensor viewing it is freed; ``saved_tensors_hooks`` keep the tensors saved
+for backward referenced while the graph lives, so an unrolled graph is counted until it is
+released. The peak of that running sum is the memory the step's tensors need — it grows
+linearly with the unroll length T for reverse-mode unrolling and does not for implicit
+methods, on any device and for any problem size. Allocator-internal workspace is not seen.
 """
 
 from __future__ import annotations
 
+import copy
+import weakref
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+_warmed_up = False
 
 
 def _read_kib(field: str) -> int | None:
@@ -26,20 +50,59 @@ def _read_kib(field: str) -> int | None:
     return None
 
 
+def warm_up(device: torch.device | str = "cpu") -> None:
+    """Run autograd, double backward and linear algebra once (first call per process only)."""
+    global _warmed_up
+    if _warmed_up:
+        return
+    _warmed_up = True
+    device = torch.device(device)
+    for dtype in (torch.float32, torch.float64):
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(64, 64, generator=gen, dtype=dtype).to(device)
+        x = torch.randn(64, generator=gen, dtype=dtype).to(device).requires_grad_(True)
+        lam = torch.zeros(64, dtype=dtype, device=device, requires_grad=True)
+        with torch.enable_grad():
+            loss = 0.5 * ((a @ x - 1.0) ** 2).mean() + (lam.exp() * x**2).sum()
+            (g,) = torch.autograd.grad(loss, x, create_graph=True)
+            torch.autograd.grad(g, (x, lam), torch.ones_like(g), retain_graph=True)
+            torch.autograd.grad(g, x, torch.eye(64, dtype=dtype, device=device),
+                                is_grads_batched=True)
+        spd = a @ a.T + torch.eye(64, dtype=dtype, device=device)
+        torch.linalg.solve(spd, x.detach())
+        torch.linalg.eigvalsh(spd)
+        torch.linalg.pinv(spd)
+        torch.linalg.qr(a)
+        torch.nn.functional.cross_entropy(a[:, :10], torch.zeros(64, dtype=torch.long,
+                                                                 device=device))
+        torch.logsumexp(a, dim=1)
+        for make in (torch.optim.SGD, torch.optim.Adam):  # first step imports lazily
+            p = torch.zeros(3, dtype=dtype, device=device, requires_grad=True)
+            opt = make([p], lr=0.1)
+            p.grad = torch.ones_like(p)
+            opt.step()
+        torch.func.vmap(torch.func.grad(lambda v: (v**2).sum()))(a[:2])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 class PeakMemory:
     """Tracks the peak memory added by the measured regions, in MiB.
 
     Use :meth:`start` once, then wrap each measured region with :meth:`enter` / :meth:`exit`
-    (evaluation between regions is not counted).
+    (evaluation between regions is not counted). :attr:`method` names what is measured.
     """
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
+        self.device = device
         self.baseline = 0
         self.peak_bytes = 0
         self.available = True
+        self.method = "cuda_max_allocated" if self.cuda else "rss_hwm"
 
     def start(self) -> None:
+        warm_up(self.device)
         if self.cuda:
             torch.cuda.synchronize()
             self.baseline = torch.cuda.memory_allocated()
@@ -47,6 +110,8 @@ class PeakMemory:
             rss = _read_kib("VmRSS")
             self.available = rss is not None and _CLEAR_REFS.exists()
             self.baseline = (rss or 0) * 1024
+            if not self.available:
+                self.method = None
 
     def enter(self) -> None:
         if self.cuda:
@@ -56,9 +121,11 @@ class PeakMemory:
                 _CLEAR_REFS.write_text("5")
             except OSError:
                 self.available = False
+                self.method = None
 
     def exit(self) -> None:
         if self.cuda:
+            torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated()
         elif self.available:
             peak = (_read_kib("VmHWM") or 0) * 1024
@@ -71,3 +138,85 @@ class PeakMemory:
         if not self.available:
             return None
         return max(self.peak_bytes, 0) / 2**20
+
+
+# ------------------------------------------------------------------ live tensor bytes
+class _Saved:
+    """What the saved-tensor hook stores: keeps the tensor (and so its counted bytes) alive."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Running sum and peak of the bytes of storages created inside the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list[int]] = {}  # data_ptr -> [bytes, tensors alive]
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, ptr: int) -> None:
+        entry = self.live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            self.current -= entry[0]
+            del self.live[ptr]
+
+    def _track(self, tensor: torch.Tensor, inputs: set[int]) -> None:
+        try:
+            storage = tensor.untyped_storage()
+            ptr = storage.data_ptr()
+        except (RuntimeError, NotImplementedError):
+            return
+        if ptr == 0:
+            return
+        entry = self.live.get(ptr)
+        if entry is None:
+            if ptr in inputs:  # in-place op or view of a tensor made before the probe
+                return
+            entry = self.live[ptr] = [storage.nbytes(), 0]
+            self.current += entry[0]
+            self.peak = max(self.peak, self.current)
+        entry[1] += 1
+        weakref.finalize(tensor, self._release, ptr)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+                           ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        inputs = set()
+        for t in tree_flatten((args, kwargs))[0]:
+            if isinstance(t, torch.Tensor):
+                try:
+                    inputs.add(t.untyped_storage().data_ptr())
+                except (RuntimeError, NotImplementedError):
+                    pass
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self._track(t, inputs)
+        return out
+
+
+def step_tensor_peak(algorithm: Any, problem: Any, state: Any) -> float:
+    """Peak live tensor MiB of one ``algorithm.step`` replayed on a deep copy of ``state``.
+
+    The state itself, its random generators and the oracle counters are left untouched.
+    """
+    from blobench import autodiff
+
+    saved = autodiff.oracle_counts.copy()
+    replica = copy.deepcopy(state)
+    mode = LiveTensorBytes()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_Saved, lambda s: s.tensor), mode:
+            result = algorithm.step(problem, replica)
+        del result
+    finally:
+        autodiff.oracle_counts.clear()
+        autodiff.oracle_counts.update(saved)
+    return mode.peak / 2**20

@@ -1,0 +1,89 @@
+"""Leaderboard pages from a real (tiny) results store: tables, failures kept, time to target
+by hand, figures written, --compare of two stores and of two configurations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from blobench.cli import main
+
+ALGS = ["-a", "unrolled[inner_steps=[5,20],warm_start=[true,false]]", "-a", "implicit_cg",
+        "-a", "unrolled[outer_lr=1e9]"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    res = tmp_path_factory.mktemp("lb") / "res"
+    argv = ["run", "-p", "ridge_ho", *ALGS, "--seeds", "2", "--steps", "6", "--eval-every",
+            "2", "--results", str(res), "--no-progress"]
+    assert main(argv) == 0
+    return res
+
+
+def test_pages_tables_figures(store, tmp_path, capsys):
+    out = tmp_path / "lb"
+    assert main(["leaderboard", "--results", str(store), "--out", str(out)]) == 0
+    page = (out / "ridge_ho-quick.md").read_text()
+    for label in ("`unrolled[inner_steps=5]`", "`unrolled[warm_start=True]`", "`implicit_cg`",
+                  "`unrolled[outer_lr=1000000000.0]`"):
+        assert label in page, label
+    assert "diverged" in page  # failed cells shown with their status
+    for words in ("Ranking rules", "time to target", "cold-restart gap", "‖λ − λ₀‖",
+                  "hypergrad rel. err", "peak mem", "Made by `blobench leaderboard"):
+        assert words in page, words
+    for fig in ("outer_loss", "primary", "memory", "pareto", "bias"):
+        png = out / f"ridge_ho-quick-{fig}.png"
+        assert png.stat().st_size > 5000 and f"]({png.name})" in page
+    table = pd.read_csv(out / "ridge_ho-quick.csv")
+    assert len(table) == 6 and list(table["rank"]) == list(range(1, 7))
+    # ranked by the primary metric, failed configuration (no ok seed) last
+    assert table["ok"].iloc[-1] == 0
+    means = table["test_mse_mean"].dropna()
+    assert means.is_monotonic_increasing
+    index = (out / "README.md").read_text()
+    assert "fastest to target" in index and "[ridge_ho](ridge_ho-quick.md)" in index
+
+
+def test_time_to_target_by_hand(store, tmp_path):
+    out = tmp_path / "lb"
+    assert main(["leaderboard", "--results", str(store), "--out", str(out),
+                 "--no-figures"]) == 0
+    records = [json.loads(p.read_text()) for p in Path(store).glob("*.json")]
+    ok = [r for r in records if r["status"] == "ok"]
+    for seed in (0, 1):
+        best = min(t["outer_loss"] for r in ok if r["config"]["seed"] == seed
+                   for t in r["trace"])
+        target = best + 0.01 * abs(best)
+        for r in ok:
+            if r["config"]["seed"] != seed:
+                continue
+            hits = [t["seconds"] for t in r["trace"] if t["outer_loss"] <= target]
+            r["_ttt"] = min(hits) if hits else None
+    by_label: dict[str, list[float]] = {}
+    for r in ok:
+        if r["_ttt"] is not None:
+            by_label.setdefault(r["label"], []).append(r["_ttt"])
+    table = pd.read_csv(out / "ridge_ho-quick.csv").set_index("algorithm")
+    assert by_label  # someone reached the target (the best cell by definition)
+    for label, values in by_label.items():
+        assert table.loc[label, "time_to_target_mean"] == pytest.approx(
+            sum(values) / len(values), rel=1e-9)
+        assert table.loc[label, "reached_target"] == len(values)
+
+
+def test_compare_two_configs_and_two_stores(store, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["leaderboard", "--results", str(store), "--out", str(out), "--compare",
+                 "implicit_cg", "unrolled"]) == 0
+    text = (out / "compare.md").read_text()
+    assert "A = `implicit_cg`" in text and "| test_mse |" in text and "B − A" in text
+    assert main(["leaderboard", "--out", str(out), "--compare", str(store), str(store)]) == 0
+    text = (out / "compare.md").read_text()
+    assert "Two results stores" in text and "+0 |" in text
+    assert main(["leaderboard", "--results", str(store), "--out", str(out), "--compare",
+                 "nope", "nada"]) == 2
+    assert "known:" in capsys.readouterr().err
