@@ -354,3 +354,36 @@ def test_entries_are_registered_with_references(registry):
 def test_bad_hyperparameters_raise_user_errors(registry, algorithm, params, message):
     with pytest.raises(UserError, match=message):
         registry.algorithm(algorithm)(**params)
+
+
+# ------------------------------------------------- a non-quadratic problem: logreg_ho
+def _logreg(registry):
+    if "logreg_ho" not in registry.problems:
+        pytest.skip("logreg_ho is not registered")
+    problem = registry.problem("logreg_ho")(seed=0)
+    lam = problem.init_outer(None) + 0.3 * torch.randn(
+        problem.dim_outer, generator=torch.Generator().manual_seed(0))
+    return problem, lam
+
+
+def test_forward_mode_equals_reverse_mode_on_logreg(registry):
+    problem, lam = _logreg(registry)
+    fwd = _one_step(registry, problem, "forward_mode", lam, inner_steps=20)
+    rev = _one_step(registry, problem, "unrolled", lam, inner_steps=20)
+    bda0 = _one_step(registry, problem, "bda", lam, inner_steps=20, alpha0=0.0)
+    assert rel_error(fwd.hypergrad, rev.hypergrad) < 1e-10
+    assert rel_error(bda0.hypergrad, rev.hypergrad) < 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, knob", [("neumann", "terms"), ("fixed_point", "solver_steps"),
+                                             ("truncated", "truncation")])
+def test_hypergradient_converges_to_exact_on_logreg(registry, algorithm, knob):
+    problem, lam = _logreg(registry)
+    errors = []
+    for value in (10, 100, 1000):
+        est, exact = hypergrad_after_one_step(registry, problem, algorithm, lam,
+                                              warm_start=False, inner_steps=3000, **{knob: value})
+        errors.append(rel_error(est, exact))
+    assert all(b < a for a, b in itertools.pairwise(errors)), errors
+    assert errors[-1] < 1e-9, errors
