@@ -11,12 +11,14 @@ import sys
 import threading
 from pathlib import Path
 
+from blobench.check import check_algorithm, check_problem, format_report
 from blobench.errors import UserError
 from blobench.harness import plan
 from blobench.leaderboard import write_compare, write_leaderboard
 from blobench.registry import Registry, get_registry
 from blobench.results import results_frame
 from blobench.runner import run_cells
+from blobench.scaffold import new_entry
 from blobench.store import ResultsStore
 
 DEFAULT_RESULTS = "results"
@@ -93,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--strict", action="store_true",
                        help="exit 1 if any cell failed (default: record it and exit 0)")
     common(p_run)
+
+    p_new = sub.add_parser("new", help="write a new algorithm or problem file from a template")
+    p_new.add_argument("kind", choices=("algorithm", "problem"))
+    p_new.add_argument("name", help="entry name, lower_snake_case")
+    p_new.add_argument("--dir", metavar="DIR",
+                       help="folder to write to (default: algorithms/ or problems/)")
+    common(p_new, results=False)
+
+    p_check = sub.add_parser("check", help="validate an algorithm (or --problem) entry")
+    p_check.add_argument("name", nargs="?", help="algorithm to check")
+    p_check.add_argument("--problem", metavar="NAME", help="check this problem instead")
+    p_check.add_argument("-p", "--on", action="append", default=[], metavar="PROBLEM",
+                         help="run the algorithm only on these problems (default: all)")
+    common(p_check, results=False)
 
     p_lb = sub.add_parser("leaderboard", help="write leaderboard pages from the results")
     p_lb.add_argument("--out", default=DEFAULT_LEADERBOARD, metavar="DIR",
@@ -198,8 +214,32 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard,
-            "results": cmd_results}
+def cmd_new(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    path = new_entry(registry, args.kind, args.name, Path(args.dir) if args.dir else None)
+    how = f"blobench check {args.name}" if args.kind == "algorithm" else (
+        f"blobench check --problem {args.name}")
+    extra = f" --plugins {path.parent}" if args.dir else ""
+    print(f"wrote {path}\nnext: edit it, then `{how}{extra}`")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.problem:
+        findings = check_problem(registry, args.problem)
+        title = f"problem {args.problem} ({registry.source_file('problem', args.problem)})"
+    elif args.name:
+        findings = check_algorithm(registry, args.name, problems=args.on or None)
+        title = f"algorithm {args.name} ({registry.source_file('algorithm', args.name)})"
+    else:
+        raise UserError("name an algorithm to check, or a problem with --problem NAME")
+    print(format_report(title, findings))
+    return 0 if all(f.passed for f in findings) else 1
+
+
+COMMANDS = {"list": cmd_list, "new": cmd_new, "check": cmd_check, "run": cmd_run,
+            "leaderboard": cmd_leaderboard, "results": cmd_results}
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
