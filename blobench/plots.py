@@ -43,6 +43,19 @@ def _log_if_wide(ax: Any, values: np.ndarray, axis: str = "y") -> None:
     if lo > 0 and hi / lo > 100:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
         (ax.set_ylim if axis == "y" else ax.set_xlim)(lo / 1.5, hi * 1.5)
+    elif axis == "y" and lo > 0 and hi / lo > 10:
+        ax.set_yscale("log")
+
+
+def _on_scale(peaks: dict[str, float], factor: float = 1e6) -> tuple[set[str], list[str]]:
+    """Labels whose largest value is within ``factor`` × the median of the largest values;
+    the others (a run blowing up) are left out of the axes and named in the title."""
+    finite = {k: v for k, v in peaks.items() if np.isfinite(v) and abs(v) < HUGE}
+    if not finite:
+        return set(), sorted(peaks)
+    ref = float(np.median(np.abs(list(finite.values())))) or 1.0
+    keep = {k for k, v in finite.items() if abs(v) <= factor * ref}
+    return keep, sorted(set(peaks) - keep)
 
 
 def _legend(ax: Any, n: int) -> None:
@@ -92,8 +105,10 @@ def metric_vs_time(traces: pd.DataFrame, metric: str, title: str, path: Path) ->
     bands = band_over_seeds(traces, metric)
     if not bands:
         return None
-    labels = sorted(bands)
-    colors = _palette(labels)
+    keep, off = _on_scale({k: float(np.nanmax(b["high"].to_numpy())) if b["high"].notna().any()
+                           else np.nan for k, b in bands.items()})
+    labels = sorted(keep)
+    colors = _palette(sorted(bands))
     fig, ax = plt.subplots(figsize=(8.5 if len(labels) > 4 else 6.5, 4.2))
     allv = []
     for label in labels:
@@ -104,10 +119,18 @@ def metric_vs_time(traces: pd.DataFrame, metric: str, title: str, path: Path) ->
         ax.fill_between(b["seconds"], b["low"], b["high"], color=colors[label], alpha=0.2,
                         linewidth=0)
         allv.append(b[["median", "low", "high"]].to_numpy().ravel())
-    _log_if_wide(ax, np.concatenate(allv))
-    ax.set_xlabel("solver time (s)")
+    if allv:
+        _log_if_wide(ax, np.concatenate(allv))
+    times = traces["seconds"].to_numpy(dtype=float)
+    pos = times[times > 0]
+    if len(pos) and pos.max() / pos.min() > 20:
+        ax.set_xscale("symlog", linthresh=float(pos.min()))
+        ax.set_xlim(left=0.0)
+    ax.set_xlabel("solver time (s)" + (" (log beyond the first evaluation)"
+                                       if ax.get_xscale() == "symlog" else ""))
     ax.set_ylabel(metric)
-    ax.set_title(title + " — median over seeds, 20–80 % band", fontsize=10)
+    ax.set_title(title + " — median over seeds, 20–80 % band"
+                 + (f"\noff scale (diverging): {', '.join(off)}" if off else ""), fontsize=9)
     _legend(ax, len(labels))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -192,11 +215,14 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path
         if col is None:
             ax.set_visible(False)
             continue
+        meds = {label: traces[traces["label"] == label].groupby("step")[col].median()
+                for label in labels}
+        keep, off = _on_scale({k: float(m.max()) if m.notna().any() else np.nan
+                               for k, m in meds.items()})
         allv = []
         for label in labels:
-            rows = traces[traces["label"] == label]
-            med = rows.groupby("step")[col].median()
-            if med.notna().any():
+            med = meds[label]
+            if label in keep and med.notna().any():
                 warm = _is_warm(traces, label)
                 ax.plot(med.index, med.values, color=colors[label], label=label,
                         linestyle="--" if warm is False else "-")
@@ -207,16 +233,20 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path
             if len(v) and v.max() / v.min() > 100:
                 ax.set_yscale("symlog", linthresh=max(v.min(), 1e-12))
         ax.set_xlabel("outer step")
-        ax.set_title(titles[col] + " over steps (median; dashed = cold start)", fontsize=10)
+        ax.set_title(titles[col] + " over steps (median; dashed = cold start)"
+                     + (f"\noff scale: {', '.join(off)}" if off else ""), fontsize=9)
     ax = axes[2]
     if "cold_restart_gap" in final and final["cold_restart_gap"].notna().any():
-        data = final[final["cold_restart_gap"].notna()]
+        gaps = final.groupby("label")["cold_restart_gap"].apply(lambda v: v.abs().max())
+        keep, off = _on_scale(gaps.to_dict())
+        data = final[final["cold_restart_gap"].notna() & final["label"].isin(keep)]
         sns.barplot(data=data, y="label", x="cold_restart_gap", hue="label", palette=colors,
                     errorbar=("pi", 60), ax=ax, legend=False, order=sorted(data["label"].unique()))
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlabel("f(θ_restart, λ) − f(θ, λ) at the final λ")
         ax.set_ylabel("")
-        ax.set_title("cold-restart gap (> 0: θ carries outer information)", fontsize=10)
+        ax.set_title("cold-restart gap at the final λ (> 0: θ carries outer information)"
+                     + (f"\noff scale: {', '.join(off)}" if off else ""), fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     else:
         ax.set_visible(False)
