@@ -35,7 +35,17 @@ class ForwardMode(DoubleLoop):
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),
         "chunk_size": Param(int, 0, "columns of Z propagated per vectorized batch (0 = all)",
                             low=0),
+        "max_tangent_size": Param(int, 10**7, "refuse problems with dim θ · dim λ above this",
+                                  low=1),
     }
+
+    def init(self, problem, theta0, lam0, generator):
+        size = problem.dim_inner * problem.dim_outer
+        if size > self.max_tangent_size:
+            raise ValueError(f"forward_mode: the tangent dθ/dλ has dim θ · dim λ = {size} "
+                             f"entries (limit max_tangent_size={self.max_tangent_size}); "
+                             "forward mode scales with dim λ, use unrolled or truncated")
+        return super().init(problem, theta0, lam0, generator)
 
     def initial_tangent(self, problem, state, lam):
         """dθ₀/dλ: only a cold start on a problem whose θ₀ is a function of λ has one."""

@@ -387,3 +387,61 @@ def test_hypergradient_converges_to_exact_on_logreg(registry, algorithm, knob):
         errors.append(rel_error(est, exact))
     assert all(b < a for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 1e-9, errors
+
+
+class _InitIsOuter(Problem):
+    """θ₀ = λ (MAML-type): g = ½ θᵀAθ − aᵀθ + ½ μ‖θ − λ‖², f = ½‖θ − c‖²."""
+
+    name = ""  # not registered
+    inner_init_is_outer = True
+    params = {"d": Param(int, 5, "dimension", low=1)}
+
+    def build(self, generator):
+        d = self.config["d"]
+        m = torch.randn(d, d, generator=generator, dtype=torch.float64)
+        self.a_mat = m @ m.T / d + torch.eye(d)
+        self.a = torch.randn(d, generator=generator, dtype=torch.float64)
+        self.c = torch.randn(d, generator=generator, dtype=torch.float64)
+
+    dim_inner = property(lambda self: self.config["d"])
+    dim_outer = property(lambda self: self.config["d"])
+
+    def inner_loss(self, theta, lam, batch=None):
+        proximal = 0.5 * ((theta - lam) ** 2).sum()
+        return 0.5 * theta @ (self.a_mat @ theta) - self.a @ theta + proximal
+
+    def outer_loss(self, theta, lam, batch=None):
+        return 0.5 * ((theta - self.c) ** 2).sum()
+
+    def init_outer(self, generator):
+        return torch.zeros(self.dim_outer)
+
+    def init_inner(self, lam, generator):
+        return lam
+
+    def inner_step_size(self, lam):
+        return 0.1
+
+    def evaluate(self, theta, lam):
+        return {"test_loss": float(self.outer_loss(theta, lam))}
+
+
+def test_explicit_estimators_differentiate_through_an_init_that_is_lambda(registry):
+    problem = _InitIsOuter(seed=0)
+    lam = _lam(problem)
+    ref = _one_step(registry, problem, "unrolled", lam, inner_steps=15)
+    for algorithm, params in [("forward_mode", {}), ("truncated", {"truncation": 15}),
+                              ("bda", {"alpha0": 0.0})]:
+        est = _one_step(registry, problem, algorithm, lam, inner_steps=15, **params)
+        assert rel_error(est.hypergrad, ref.hypergrad) < 1e-10, algorithm
+    # dropping dθ₀/dλ (a shorter truncation) is visibly different
+    short = _one_step(registry, problem, "truncated", lam, inner_steps=15, truncation=14)
+    assert rel_error(short.hypergrad, ref.hypergrad) > 1e-2
+
+
+def test_forward_mode_refuses_a_too_large_tangent(registry):
+    problem = registry.problem("quadratic")(seed=0)
+    alg = registry.algorithm("forward_mode")(max_tangent_size=100)
+    with pytest.raises(ValueError, match="dim θ · dim λ = 300"):
+        alg.init(problem, problem.init_inner(None, None), problem.init_outer(None),
+                 torch.Generator().manual_seed(0))
