@@ -67,6 +67,15 @@ class RidgeHO(Problem):
         self.lipschitz_data = float(torch.linalg.eigvalsh(self.gram)[-1])
 
     @property
+    def n_inner_samples(self) -> int:
+        """g is a mean over the n_train rows (plus the regularizer): a finite sum for SABA."""
+        return self.config["n_train"]
+
+    @property
+    def n_outer_samples(self) -> int:
+        return self.config["n_val"]
+
+    @property
     def dim_inner(self) -> int:
         return self.config["n_features"]
 
