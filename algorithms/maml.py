@@ -147,10 +147,13 @@ class IMAML(ImplicitDoubleLoop):
         "cg_tol": Param(float, 0.0, "stop CG when ‖r‖ ≤ tol·‖b‖", low=0.0),
     }
 
-    def applies_to(self, problem):
+    def applies_to(self, problem, params=None):
+        """``params``: the cell's resolved problem parameters, when the caller has them."""
         reason = _needs_init_outer(problem)
         if reason is None and "proximal" not in problem.params:
             reason = "the problem has no `proximal` parameter (iMAML's (ρ/2)‖θ_i − λ‖² term)"
+        if reason is None and params is not None and not params.get("proximal", 0.0) > 0:
+            reason = "iMAML needs the problem's proximal term > 0 (e.g. proximal=2)"
         return reason
 
     def step(self, problem, state):

@@ -170,7 +170,7 @@ class Sinusoid(_FewShot):
     primary_metric = "test_mse"
     higher_is_better = False
     budgets = {"quick": Budget(steps=100, eval_every=10),
-               "full": Budget(steps=5000, eval_every=250)}
+               "full": Budget(steps=2000, eval_every=100)}
 
     def build(self, generator: torch.Generator) -> None:
         c = self.config
@@ -227,11 +227,11 @@ class FewShotDigits(_FewShot):
                         low=0),
     }
     sizes = {"quick": {"n_tasks": 100, "n_test_tasks": 100, "hidden": 32},
-             "full": {"n_tasks": 500, "n_test_tasks": 600, "hidden": 64}}
+             "full": {"n_tasks": 300, "n_test_tasks": 600, "hidden": 64}}
     primary_metric = "test_accuracy"
     higher_is_better = True
     budgets = {"quick": Budget(steps=100, eval_every=10),
-               "full": Budget(steps=3000, eval_every=150)}
+               "full": Budget(steps=1000, eval_every=50)}
 
     def build(self, generator: torch.Generator) -> None:
         c = self.config

@@ -220,3 +220,27 @@ def test_maml_reduces_sinusoid_meta_test_mse(reg):
         st = alg.step(prob, st)
     after = prob.evaluate(st.theta, st.lam)["test_mse"]
     assert after < 0.97 * before
+
+
+def test_imaml_applies_to_with_cell_params(reg):
+    alg, cls = reg.algorithm("imaml")(), reg.problem("sinusoid")
+    assert "proximal" in alg.applies_to(cls, {"proximal": 0.0})
+    assert alg.applies_to(cls, {"proximal": 2.0}) is None
+
+
+def test_flatmodel_roundtrip_and_init():
+    from torch import nn
+
+    from blobench.flatmodel import FlatModel, mlp
+
+    net = mlp([3, 5, 2], nn.Tanh).double()
+    model = FlatModel(net)
+    assert model.numel == 3 * 5 + 5 + 5 * 2 + 2
+    flat = model.flatten()
+    x = torch.randn(7, 3, dtype=torch.float64)
+    assert torch.allclose(model(flat, x), net(x))
+    w1 = model.init(torch.Generator().manual_seed(0))
+    assert torch.equal(w1, model.init(torch.Generator().manual_seed(0)))
+    parts = model.unflatten(w1)
+    assert parts["0.weight"].abs().max() <= 3 ** -0.5 and parts["2.bias"].abs().max() <= 5 ** -0.5
+    assert parts["2.weight"].abs().max() > 0.5 * 5 ** -0.5  # not a degenerate init
