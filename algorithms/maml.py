@@ -88,7 +88,7 @@ class MAML(DoubleLoop):
     params = _meta_params(1, "adam", None, "meta step size β; None = the problem's (1e-3 on "
                                            "sinusoid, as in the paper)")
 
-    def applies_to(self, problem):
+    def applies_to(self, problem, params=None):
         return _needs_init_outer(problem)
 
     def hypergradient(self, problem, state):
@@ -104,7 +104,7 @@ class FOMAML(DoubleLoop):
     reference = "Finn, Abbeel, Levine 2017 (MAML) §5.2 first-order approximation"
     params = _meta_params(1, "adam", None, "meta step size β; None = the problem's")
 
-    def applies_to(self, problem):
+    def applies_to(self, problem, params=None):
         return _needs_init_outer(problem)
 
     def hypergradient(self, problem, state):
@@ -122,7 +122,7 @@ class Reptile(DoubleLoop):
     reference = "Nichol, Achiam, Schulman 2018 (Reptile) Alg. 2"
     params = _meta_params(5, "sgd", 0.1, "ε: outer step size (0.1 in the authors' sine demo)")
 
-    def applies_to(self, problem):
+    def applies_to(self, problem, params=None):
         return _needs_init_outer(problem)
 
     def hypergradient(self, problem, state):

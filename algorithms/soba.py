@@ -103,7 +103,7 @@ class SABA(SOBA):
     reference = "Dagréou, Ablin, Vaiter, Moreau 2022 (NeurIPS), Alg. 2 (SABA)"
     params = {**COMMON}
 
-    def applies_to(self, problem):
+    def applies_to(self, problem, params=None):
         return finite_sum_reason(problem)
 
     def setup(self, problem, state):

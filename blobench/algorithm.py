@@ -60,8 +60,10 @@ class Algorithm(ABC):
             return config[key]
         raise AttributeError(key)
 
-    def applies_to(self, problem: type[Problem]) -> str | None:
-        """None if this algorithm applies to problems of this class, else the reason it does not."""
+    def applies_to(self, problem: type[Problem], params: dict[str, Any] | None = None
+                   ) -> str | None:
+        """None if this algorithm applies to problems of this class (with these resolved
+        problem parameters, when given), else the reason it does not."""
         return None
 
     @abstractmethod

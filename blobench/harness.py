@@ -24,7 +24,7 @@ import torch
 
 from blobench import autodiff
 from blobench.errors import UserError
-from blobench.memory import PeakMemory
+from blobench.memory import PeakMemory, step_tensor_peak
 from blobench.metrics import evaluate_state
 from blobench.params import resolve
 from blobench.problem import Budget
@@ -110,7 +110,7 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
     for pcls, pparams in prob_points:
         budget = pcls.budgets.get(size, Budget())
         for acls, aparams, label in alg_points:
-            reason = acls(**aparams).applies_to(pcls)
+            reason = acls(**aparams).applies_to(pcls, pparams)
             if reason:
                 skipped.append((pcls.name, label, reason))
                 continue
@@ -149,7 +149,8 @@ def new_record(registry: Registry, cell: Cell, status: str = "ok", message: str 
         "torch": torch.__version__, "machine": platform.machine(), "host": platform.node(),
         "threads": cell.threads, "started": now, "finished": now, "status": status,
         "message": message, "failed_step": None, "steps_done": 0, "solver_seconds": 0.0,
-        "seconds_per_step": None, "peak_memory_mib": None, "oracle_calls": {}, "trace": [],
+        "seconds_per_step": None, "peak_memory_mib": None, "peak_tensor_mib": None,
+        "memory_method": None, "oracle_calls": {}, "trace": [],
         "final": {},
     }
 
@@ -162,6 +163,7 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
     device = torch.device(cell.device)
     memory = PeakMemory(device)
     solver_seconds, steps_done = 0.0, 0
+    tensor_peak: float | None = None  # MiB of live tensors in one step (replayed, untimed)
     try:
         problem = registry.problem(cell.problem)(size=cell.size, seed=cell.seed, device=device,
                                                  **cell.problem_params)
@@ -181,6 +183,14 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
                    **{f"calls_{k}": v for k, v in autodiff.oracle_counts.items()}}
             expensive = final or len(trace) % cell.expensive_every == 0
             row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive))
+            if expensive:
+                nonlocal tensor_peak
+                try:
+                    peak = step_tensor_peak(algorithm, problem, state)
+                except Exception:  # the real step will report the failure
+                    peak = None
+                if peak is not None:
+                    tensor_peak = peak if tensor_peak is None else max(tensor_peak, peak)
             trace.append(row)
             return row
 
@@ -219,7 +229,8 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
     record.update(
         finished=time.time(), steps_done=steps_done, solver_seconds=solver_seconds,
         seconds_per_step=solver_seconds / steps_done if steps_done else None,
-        peak_memory_mib=memory.peak_mib,
+        peak_memory_mib=memory.peak_mib, peak_tensor_mib=tensor_peak,
+        memory_method=memory.method,
         oracle_calls=dict(autodiff.oracle_counts), trace=trace,
         final=trace[-1] if trace else {},
     )

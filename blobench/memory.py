@@ -26,6 +26,7 @@ methods, on any device and for any problem size. Allocator-internal workspace is
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import weakref
 from pathlib import Path
@@ -206,17 +207,31 @@ def step_tensor_peak(algorithm: Any, problem: Any, state: Any) -> float:
     """Peak live tensor MiB of one ``algorithm.step`` replayed on a deep copy of ``state``.
 
     The state itself, its random generators and the oracle counters are left untouched.
+    Tensors saved for backward are kept counted through saved-tensor hooks; ``torch.func``
+    transforms refuse those hooks, so for such steps the count falls back to the storages
+    alone (which may miss tensors the graph keeps after their Python objects are gone).
     """
     from blobench import autodiff
 
     saved = autodiff.oracle_counts.copy()
-    replica = copy.deepcopy(state)
-    mode = LiveTensorBytes()
     try:
-        with torch.autograd.graph.saved_tensors_hooks(_Saved, lambda s: s.tensor), mode:
-            result = algorithm.step(problem, replica)
-        del result
+        try:
+            return _replay_peak(algorithm, problem, state, hooks=True)
+        except RuntimeError as exc:
+            if "saved tensor hooks" not in str(exc):
+                raise
+            return _replay_peak(algorithm, problem, state, hooks=False)
     finally:
         autodiff.oracle_counts.clear()
         autodiff.oracle_counts.update(saved)
+
+
+def _replay_peak(algorithm: Any, problem: Any, state: Any, hooks: bool) -> float:
+    replica = copy.deepcopy(state)
+    mode = LiveTensorBytes()
+    keep = (torch.autograd.graph.saved_tensors_hooks(_Saved, lambda s: s.tensor) if hooks
+            else contextlib.nullcontext())
+    with keep, mode:
+        result = algorithm.step(problem, replica)
+    del result
     return mode.peak / 2**20

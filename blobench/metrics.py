@@ -48,7 +48,7 @@ def hypergradient_error(estimate: torch.Tensor, exact: torch.Tensor) -> dict[str
 
 #: seed of the fresh θ₀ of the cold restart (the same for every algorithm, so gaps compare)
 RESTART_SEED = 20221
-RESTART_MAX_STEPS = 5000
+RESTART_MAX_STEPS = 1000
 RESTART_TOL = 1e-6
 _CHUNK = 100
 
@@ -126,7 +126,8 @@ def evaluate_state(problem: Problem, state: State, theta0: torch.Tensor, lam0: t
         if problem.has("exact_hypergradient") and state.hypergrad is not None:
             at = state.hypergrad_at if state.hypergrad_at is not None else lam
             out.update(hypergradient_error(state.hypergrad, problem.exact_hypergradient(at)))
-        if expensive:
+        if expensive and not problem.inner_init_is_outer:
+            # for MAML-type problems θ is already a re-adaptation from λ (evaluate() does it)
             out.update(restart_metrics(problem, theta, lam, out))
         return out
     finally:

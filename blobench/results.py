@@ -31,6 +31,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "solver_seconds": record["solver_seconds"],
         "seconds_per_step": record["seconds_per_step"],
         "peak_memory_mib": record["peak_memory_mib"],
+        "peak_tensor_mib": record.get("peak_tensor_mib"),
     }
     row.update({f"problem.{k}": v for k, v in cfg["problem_params"].items()})
     row.update({f"algorithm.{k}": v for k, v in cfg["algorithm_params"].items()})
