@@ -6,6 +6,8 @@ Bad input is one line on stderr and exit code 2 (``--debug`` shows the traceback
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import signal
 import sys
 import threading
@@ -22,6 +24,13 @@ from blobench.scaffold import new_entry
 from blobench.store import ResultsStore
 
 DEFAULT_RESULTS = "results"
+#: subcommands implemented in their own modules: ``add_arguments(parser)`` and
+#: ``command(args) -> exit code``; the ``--results`` and ``--plugins`` options are added here
+EXTENSIONS = {
+    "reproduce": ("blobench.reproduce", "reproduce a seed paper's claims, with a verdict each"),
+    "tune": ("blobench.tuning", "tune hyperparameters on the validation objective"),
+    "bench": ("blobench.bench", "measure hypergradient cost ratios (pytest-benchmark)"),
+}
 DEFAULT_LEADERBOARD = "leaderboards"
 
 
@@ -118,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "configurations (labels as on the pages) of --results")
     p_lb.add_argument("--no-figures", action="store_true", help="tables only, no PNG")
     common(p_lb)
+
+    for name, (module, help_text) in EXTENSIONS.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        ext = sub.add_parser(name, help=help_text)
+        importlib.import_module(module).add_arguments(ext)
+        common(ext)
 
     p_res = sub.add_parser("results", help="every finished cell as one flat table")
     p_res.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -246,6 +262,10 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _extension_command(args: argparse.Namespace) -> int:
+    return importlib.import_module(EXTENSIONS[args.command][0]).command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -253,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS.get(args.command, _extension_command)(args)
     except UserError as exc:
         if args.debug:
             raise
