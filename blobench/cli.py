@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -54,6 +55,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blobench", description=(
         "Benchmark of gradient-based bilevel optimization algorithms."))
@@ -89,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     p_run.add_argument("--threads", type=_positive_int, default=1,
                        help="torch threads per cell (default 1, for comparable timings)")
-    p_run.add_argument("--n-jobs", type=_positive_int, default=1, metavar="N",
-                       help="cells run at once, each in its own process (default 1)")
+    p_run.add_argument("--n-jobs", type=_positive_int, metavar="N",
+                       help=f"cells run at once, each in its own process with --threads "
+                            f"threads (default: the {_cores()} available core(s))")
     p_run.add_argument("--backend", choices=("local", "dask"), default="local",
                        help="local processes (default) or an existing Dask cluster")
     p_run.add_argument("--scheduler", metavar="ADDRESS",
@@ -187,7 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every, threads=args.threads, plugins=tuple(args.plugins))
     for problem, label, reason in skipped:
         print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
-    summary = run_cells(registry, cells, store, force=args.force, n_jobs=args.n_jobs,
+    n_jobs = args.n_jobs or (1 if args.in_process else _cores())
+    summary = run_cells(registry, cells, store, force=args.force, n_jobs=n_jobs,
                         backend=args.backend, scheduler=args.scheduler,
                         cell_timeout=args.cell_timeout, isolate=not args.in_process,
                         progress=not args.no_progress)
