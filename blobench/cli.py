@@ -196,7 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every, threads=args.threads, plugins=tuple(args.plugins))
     for problem, label, reason in skipped:
         print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
-    n_jobs = args.n_jobs or (1 if args.in_process else _cores())
+    # default: all cores locally, all workers on a Dask cluster (-1), one cell in-process
+    n_jobs = args.n_jobs or (1 if args.in_process else -1 if args.backend == "dask"
+                             else _cores())
     summary = run_cells(registry, cells, store, force=args.force, n_jobs=n_jobs,
                         backend=args.backend, scheduler=args.scheduler,
                         cell_timeout=args.cell_timeout, isolate=not args.in_process,

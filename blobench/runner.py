@@ -163,7 +163,7 @@ def _results(todo: list[Cell], registry: Registry, n_jobs: int, backend: str,
         return
     client = _dask_client(scheduler)
     try:
-        with parallel_config(backend="dask", n_jobs=n_jobs if n_jobs > 1 else -1):
+        with parallel_config(backend="dask", n_jobs=n_jobs):
             yield from Parallel(return_as="generator_unordered")(tasks)
     finally:
         client.close()
@@ -188,7 +188,10 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
               scheduler: str | None = None, cell_timeout: float | None = None,
               isolate: bool = True, progress: bool = True,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> Summary:
-    """Run every cell not already in ``store`` (all of them with ``force``)."""
+    """Run every cell not already in ``store`` (all of them with ``force``).
+
+    ``n_jobs``: cells at once (joblib's convention: -1 = as many as the backend has).
+    """
     summary = Summary()
     todo = []
     for cell in cells:
