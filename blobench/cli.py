@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_run.add_argument("--strict", action="store_true",
                        help="exit 1 if any cell failed (default: record it and exit 0)")
+    p_run.add_argument("--settings", default="leaderboards/tuned_settings.json", metavar="FILE",
+                       help="tuned settings used for parameters not given in brackets "
+                            "(default: leaderboards/tuned_settings.json; see blobench tune)")
+    p_run.add_argument("--no-tuned", action="store_true",
+                       help="ignore tuned settings: every unset parameter at its default")
     common(p_run)
 
     p_new = sub.add_parser("new", help="write a new algorithm or problem file from a template")
@@ -189,11 +194,20 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     store = ResultsStore(args.results)
+    tuned = None
+    if not args.no_tuned:
+        from blobench.tuning import load_settings, stale_entries
+
+        tuned = load_settings(args.settings)
+        for key, changed in stale_entries(registry, tuned):
+            print(f"blobench: warning: tuned setting {key} is stale ({', '.join(changed)} "
+                  "changed since tuning); rerun blobench tune", file=sys.stderr)
     cells, skipped = plan(
         registry, args.problem or sorted(registry.problems),
         args.algorithm or sorted(registry.algorithms), list(range(args.seeds)),
         size=args.size, device=args.device, steps=args.steps, seconds=args.max_seconds,
-        eval_every=args.eval_every, threads=args.threads, plugins=tuple(args.plugins))
+        eval_every=args.eval_every, threads=args.threads, plugins=tuple(args.plugins),
+        tuned=tuned)
     for problem, label, reason in skipped:
         print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
     # default: all cores locally, all workers on a Dask cluster (-1), one cell in-process

@@ -52,12 +52,20 @@ class Cell:
     expensive_every: int = 5
     threads: int = 1
     plugins: tuple[str, ...] = field(default_factory=tuple)
+    #: provenance when parameters came from a tuned-settings file (see blobench/tuning.py):
+    #: {"params": [names taken from it], "settings": file, "key": ..., hashes of the files}
+    tuned: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> dict[str, Any]:
-        """What determines the result (and so the cache key), without plugins/threads."""
+        """What determines the result (and so the cache key), without plugins/threads.
+
+        The tuned provenance is not part of it: the parameters it set are in
+        ``algorithm_params`` already, so the same setting given explicitly is the same cell.
+        """
         cfg = asdict(self)
         cfg.pop("plugins")
         cfg.pop("label")
+        cfg.pop("tuned")
         return cfg
 
     def key(self, version: str) -> str:
@@ -78,8 +86,15 @@ def _non_default(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
 def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: list[int],
          size: str = "quick", device: str = "cpu", steps: int | None = None,
          seconds: float | None = None, eval_every: int | None = None, threads: int = 1,
-         plugins: tuple[str, ...] = ()) -> tuple[list[Cell], list[tuple[str, str, str]]]:
+         plugins: tuple[str, ...] = (), tuned: dict[str, Any] | None = None
+         ) -> tuple[list[Cell], list[tuple[str, str, str]]]:
     """Cells for every (problem grid point, algorithm grid point, seed) that applies.
+
+    ``tuned`` is a tuned-settings file as loaded by :func:`blobench.tuning.load_settings`
+    (``{"settings": {"<problem label>/<size>/<algorithm>": {"params": {...}, ...}}}``): a
+    cell whose (problem, size, algorithm) has an entry takes every parameter of it that the
+    command line did not give explicitly (explicit bracket values override). Its label then
+    shows those parameters and ``Cell.tuned`` records where they came from.
 
     Returns the cells and the skipped (problem, algorithm, reason) pairs.
     """
@@ -95,9 +110,10 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
         if size not in cls.sizes:
             raise UserError(f"problem {name!r} has no size {size!r}; "
                             f"valid: {', '.join(cls.sizes)}")
+        preset = resolve(name, cls.params, cls.sizes[size])
         for point in grid:
             params = resolve(name, cls.params, {**cls.sizes[size], **point})
-            prob_points.append((cls, params))
+            prob_points.append((cls, params, format_entry(name, _non_default(params, preset))))
     alg_points = []
     for text in algorithms:
         name, grid = expand(text)
@@ -106,10 +122,20 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
         for point in grid:
             params = cls(**point).config  # validates, including cross-parameter checks
             label = format_entry(name, _non_default(params, defaults))
-            alg_points.append((cls, params, label))
-    for pcls, pparams in prob_points:
+            alg_points.append((cls, params, label, point, defaults))
+    table = (tuned or {}).get("settings", {})
+    for pcls, pparams, plabel in prob_points:
         budget = pcls.budgets.get(size, Budget())
-        for acls, aparams, label in alg_points:
+        for acls, aparams, label, point, defaults in alg_points:
+            provenance: dict[str, Any] = {}
+            entry = table.get(f"{plabel}/{size}/{acls.name}")
+            taken = sorted(set(entry["params"]) - set(point)) if entry else []
+            if taken:
+                aparams = acls(**{**entry["params"], **point}).config
+                label = format_entry(acls.name, _non_default(aparams, defaults))
+                provenance = {"params": taken, "settings": tuned.get("path", ""),
+                              "key": f"{plabel}/{size}/{acls.name}",
+                              "code": entry.get("code", {})}
             reason = acls(**aparams).applies_to(pcls, pparams)
             if reason:
                 skipped.append((pcls.name, label, reason))
@@ -123,7 +149,8 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
                                                            else None),
                     seconds=seconds if seconds is not None else budget.seconds,
                     eval_every=eval_every or budget.eval_every, threads=threads,
-                    plugins=tuple(str(Path(p).resolve()) for p in plugins)))
+                    plugins=tuple(str(Path(p).resolve()) for p in plugins),
+                    tuned=provenance))
     return cells, skipped
 
 
@@ -151,7 +178,7 @@ def new_record(registry: Registry, cell: Cell, status: str = "ok", message: str 
         "message": message, "failed_step": None, "steps_done": 0, "solver_seconds": 0.0,
         "seconds_per_step": None, "peak_memory_mib": None, "peak_tensor_mib": None,
         "memory_method": None, "oracle_calls": {}, "trace": [],
-        "final": {},
+        "final": {}, "tuned": cell.tuned or None,
     }
 
 

@@ -129,3 +129,94 @@ def resolve(owner: str, params: Mapping[str, Param], given: Mapping[str, Any]) -
         except UserError as exc:
             raise UserError(f"{owner}: {exc}") from None
     return out
+
+
+# ------------------------------------------------------------------ search spaces (tuning)
+#: what a relative step size multiplies: the problem's ``outer_step_size()`` or
+#: ``inner_step_size(λ₀)`` (``1/L``), read off the problem instance being tuned
+RELATIVE_TO = ("outer", "inner")
+
+
+def _round(value: float) -> float:
+    """Three significant digits, so tuned values read well in labels."""
+    return float(f"{value:.3g}")
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """``n`` values log-spaced from ``low`` to ``high`` (both included) for a grid search.
+
+    With ``relative`` ("outer" or "inner") the values are multiples of the problem's default
+    step size (see :data:`RELATIVE_TO`); the tuned setting stores the absolute values.
+    """
+
+    low: float
+    high: float
+    n: int = 4
+    relative: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high or self.n < 1:
+            raise ValueError(f"LogUniform needs 0 < low <= high and n >= 1, got {self}")
+        if self.relative is not None and self.relative not in RELATIVE_TO:
+            raise ValueError(f"LogUniform.relative must be one of {RELATIVE_TO}")
+
+    def grid(self, scale: float = 1.0) -> list[float]:
+        if self.n == 1:
+            return [_round(self.low * scale)]
+        ratio = (self.high / self.low) ** (1.0 / (self.n - 1))
+        return [_round(self.low * ratio ** i * scale) for i in range(self.n)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "log_uniform", "low": self.low, "high": self.high, "n": self.n,
+                "relative": self.relative}
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """``n`` integers from ``low`` to ``high`` (both included), log-spaced if ``log``."""
+
+    low: int
+    high: int
+    n: int = 3
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.low > self.high or self.n < 1 or (self.log and self.low < 1):
+            raise ValueError(f"IntRange needs low <= high, n >= 1 (low >= 1 if log): {self}")
+
+    def grid(self, scale: float = 1.0) -> list[int]:
+        if self.n == 1 or self.low == self.high:
+            return [self.low]
+        if self.log:
+            ratio = (self.high / self.low) ** (1.0 / (self.n - 1))
+            values = [round(self.low * ratio ** i) for i in range(self.n)]
+        else:
+            step = (self.high - self.low) / (self.n - 1)
+            values = [round(self.low + step * i) for i in range(self.n)]
+        return sorted(set(values))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "int_range", "low": self.low, "high": self.high, "n": self.n,
+                "log": self.log}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An explicit list of values."""
+
+    values: tuple[Any, ...]
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        if not values:
+            raise ValueError("Choice needs at least one value")
+        object.__setattr__(self, "values", tuple(values))
+
+    def grid(self, scale: float = 1.0) -> list[Any]:
+        return list(self.values)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "choice", "values": list(self.values)}
+
+
+SearchDim = LogUniform | IntRange | Choice

@@ -48,6 +48,9 @@ class Problem(ABC):
     #: key of :meth:`evaluate` ranked on the leaderboard, and its direction
     primary_metric: ClassVar[str] = "test_loss"
     higher_is_better: ClassVar[bool] = False
+    #: final metric that ``blobench tune`` minimizes (never a test metric): the outer
+    #: (validation) objective by default, or a validation key of :meth:`evaluate`
+    validation_metric: ClassVar[str] = "outer_loss"
     #: True when θ₀ is a function of λ (MAML-type problems: the inner init is λ itself)
     inner_init_is_outer: ClassVar[bool] = False
     #: default budget per size (a size missing here uses ``Budget()``)
