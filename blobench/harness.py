@@ -93,8 +93,10 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
     ``tuned`` is a tuned-settings file as loaded by :func:`blobench.tuning.load_settings`
     (``{"settings": {"<problem label>/<size>/<algorithm>": {"params": {...}, ...}}}``): a
     cell whose (problem, size, algorithm) has an entry takes every parameter of it that the
-    command line did not give explicitly (explicit bracket values override). Its label then
-    shows those parameters and ``Cell.tuned`` records where they came from.
+    command line did not give explicitly (explicit bracket values override), provided the
+    cell's budget (steps, seconds) is the one the entry was tuned for — a step size tuned for
+    100 steps is not the tuned one for 3. Its label then shows those parameters and
+    ``Cell.tuned`` records where they came from.
 
     Returns the cells and the skipped (problem, algorithm, reason) pairs.
     """
@@ -126,9 +128,14 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
     table = (tuned or {}).get("settings", {})
     for pcls, pparams, plabel in prob_points:
         budget = pcls.budgets.get(size, Budget())
+        cell_steps = steps if steps is not None else (budget.steps if seconds is None else None)
+        cell_seconds = seconds if seconds is not None else budget.seconds
         for acls, aparams, label, point, defaults in alg_points:
             provenance: dict[str, Any] = {}
             entry = table.get(f"{plabel}/{size}/{acls.name}")
+            if entry and (entry.get("params") is None or entry.get("budget") != {
+                    "steps": cell_steps, "seconds": cell_seconds}):
+                entry = None
             taken = sorted(set(entry["params"]) - set(point)) if entry else []
             if taken:
                 aparams = acls(**{**entry["params"], **point}).config
@@ -145,9 +152,7 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
                     problem=pcls.name, problem_params=pparams, algorithm=acls.name,
                     algorithm_params=aparams, label=label, seed=seed, size=size,
                     device=device,
-                    steps=steps if steps is not None else (budget.steps if seconds is None
-                                                           else None),
-                    seconds=seconds if seconds is not None else budget.seconds,
+                    steps=cell_steps, seconds=cell_seconds,
                     eval_every=eval_every or budget.eval_every, threads=threads,
                     plugins=tuple(str(Path(p).resolve()) for p in plugins),
                     tuned=provenance))

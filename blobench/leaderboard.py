@@ -96,6 +96,7 @@ def _final_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row["peak_tensor_mib"] = rec.get("peak_tensor_mib")
         row["memory_method"] = rec.get("memory_method")
         row["calls_total"] = float(sum(rec.get("oracle_calls", {}).values()))
+        row["tuned"] = bool(rec.get("tuned"))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -136,6 +137,8 @@ def aggregate(frame: pd.DataFrame, primary: str, higher_is_better: bool) -> pd.D
     for label, group in frame.groupby("label", sort=False):
         ok = group[group["status"] == "ok"]
         row: dict[str, Any] = {"algorithm": label, "seeds": len(group), "ok": len(ok)}
+        if "tuned" in group:
+            row["tuned"] = bool(group["tuned"].fillna(False).astype(bool).any())
         bad = group[group["status"] != "ok"]
         row["failures"] = "; ".join(
             f"seed {r['seed']} {r['status']} at step {r['failed_step']}"
@@ -181,7 +184,8 @@ def markdown_table(table: pd.DataFrame, cols: list[tuple[str, str, bool | None]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best = {col: _best_index(table[f"{col}_mean"], lower) for col, _, lower in cols}
     for i, row in table.iterrows():
-        cells = [str(row["rank"]), f"`{row['algorithm']}`"]
+        cells = [str(row["rank"]), f"`{row['algorithm']}`"
+                 + (" (tuned)" if row.get("tuned") is True else "")]
         for col, _, _ in cols:
             text = _fmt(row[f"{col}_mean"], row[f"{col}_std"])
             if col == "time_to_target" and row["ok"]:
@@ -217,6 +221,9 @@ def _figures(stem: str, out: Path, traces: pd.DataFrame, final: pd.DataFrame,
                  plots.memory_vs_steps(ok_final, mem, out / f"{stem}-memory.png")))
     figs.append(("Accuracy vs time (Pareto)",
                  plots.pareto(table, primary, higher, out / f"{stem}-pareto.png")))
+    if not ok_traces.empty:
+        figs.append(("Outer loss vs oracle calls", plots.metric_vs_calls(
+            ok_traces, "outer_loss", "outer loss", out / f"{stem}-calls.png")))
     if not ok_traces.empty:
         figs.append(("Implicit bias", plots.implicit_bias(ok_traces, ok_final,
                                                           out / f"{stem}-bias.png")))
@@ -272,6 +279,8 @@ def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
                 "θ_restart re-solved from a fresh θ₀ (> 0: the algorithm's θ carries "
                 "outer-objective information λ alone does not give back).", "",
                 markdown_table(table, BIAS_COLUMNS, status=False), ""]
+        page[page.index("## Accuracy and cost"):page.index("## Accuracy and cost")] = \
+            _budget_and_tuning(registry, cls, size, group, records)
         if figures:
             figs = _figures(stem, out, ptraces, group, table, primary, higher)
             if figs:
@@ -294,6 +303,57 @@ def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
     (out / "README.md").write_text("\n".join(head + index + ["", provenance, ""]))
     written.insert(0, out / "README.md")
     return written
+
+
+def _budget_and_tuning(registry: Registry, cls: Any, size: str, group: pd.DataFrame,
+                       records: list[dict[str, Any]]) -> list[str]:
+    """Page lines: the problem's budget and what the records used; tuned settings, stale ones
+    flagged (the problem or algorithm file changed since the tuning; blobench/tuning.py)."""
+    from blobench.problem import Budget
+    from blobench.tuning import stale_files
+
+    budget = cls.budgets.get(size, Budget()) if cls else Budget()
+    declared = " and ".join(
+        p for p in (f"{budget.steps} outer step{'s' if budget.steps != 1 else ''}"
+                    if budget.steps is not None else "",
+                    f"{budget.seconds:g} s of solver time" if budget.seconds else "") if p)
+    steps = pd.to_numeric(group["steps"], errors="coerce").dropna()
+    secs = pd.to_numeric(group["solver_seconds"], errors="coerce").dropna()
+    used = (f"{int(steps.min())}–{int(steps.max())}" if len(steps) and steps.min() != steps.max()
+            else f"{int(steps.max())}" if len(steps) else "—")
+    lines = ["## Budget", "",
+             f"The problem declares **{declared or 'no limit'}** per cell at size `{size}`; the "
+             f"cells here ran {used} outer steps, at most {secs.max():.3g} s of solver time "
+             "each (failed cells stop early). The same budget holds for every row. Oracle calls "
+             "(gradients, Hessian- and Jacobian-vector products) are counted beside time, and "
+             "the outer loss is plotted against them, so machine speed does not decide the "
+             "ranking alone.", ""]
+    problem = group["problem"].iloc[0]
+    tuned = [r for r in records if r.get("tuned") and r["config"]["problem"] == problem
+             and r["config"]["size"] == size]
+    if not tuned:
+        return [*lines, "Hyperparameters: as given on the command line (no tuned settings "
+                "were used on this page).", ""]
+    lines += ["## Tuned settings", "",
+              "Rows marked (tuned) took their unset hyperparameters from the tuned-settings "
+              f"file (`{tuned[0]['tuned'].get('settings', '')}`), chosen by `blobench tune` on "
+              "the validation objective over seeds ≥ 1000; the rows here report held-out "
+              "metrics over fresh seeds.", ""]
+    warned = set()
+    for rec in tuned:
+        prov = rec["tuned"]
+        key = prov.get("key", "")
+        if key in warned:
+            continue
+        warned.add(key)
+        changed = stale_files(registry, problem, rec["config"]["algorithm"],
+                              prov.get("code", {}))
+        if changed:
+            lines.append(f"> **Warning: stale tuned setting** `{key}` (used by "
+                         f"`{rec['label']}`): {', '.join(changed)} changed since it was "
+                         "tuned; rerun `blobench tune`.")
+            lines.append("")
+    return lines
 
 
 def _index_line(problem: str, size: str, stem: str, primary: str, higher: bool,

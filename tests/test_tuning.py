@@ -1,0 +1,145 @@
+"""blobench tune: selection by validation, provenance, stale flags, tuned settings in run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from blobench.cli import main
+from blobench.harness import plan
+from blobench.leaderboard import write_leaderboard
+from blobench.params import Choice, IntRange, LogUniform
+from blobench.registry import Registry, get_registry
+from blobench.store import ResultsStore
+from blobench.tuning import (
+    TUNING_SEED_BASE,
+    default_space,
+    load_settings,
+    score_trials,
+    stale_entries,
+    tune_pair,
+)
+
+PLUGINS = str(Path(__file__).parent / "tuning_plugins")
+
+
+def _tune(tmp_path: Path, plugins: str = PLUGINS, extra: tuple[str, ...] = ()) -> Path:
+    settings = tmp_path / "tuned.json"
+    argv = ["tune", "--plugins", plugins, "-p", "tuning_toy", "-a", "toy_descent",
+            "--settings", str(settings), "--results", str(tmp_path / "res"), "--in-process",
+            *extra]
+    assert main(argv) == 0
+    return settings
+
+
+def test_selection_by_validation_not_test(tmp_path):
+    registry = Registry([PLUGINS])
+    store = ResultsStore(tmp_path / "tuning")
+    [entry] = tune_pair(registry, "tuning_toy", "toy_descent", size="quick",
+                        seeds=[TUNING_SEED_BASE], steps=None, seconds=None, store=store,
+                        isolate=False)
+    trials = {t["params"]["outer_lr"]: t for t in entry["trials"]}
+    assert entry["params"] == {"outer_lr": 1.0}  # validation-best
+    assert trials[1.0]["score"] == pytest.approx(0.0)
+    assert trials[2.0]["score"] == pytest.approx(0.5)
+    # the overflowing step size diverged and lost
+    assert trials[1e200]["status"] == "diverged" and trials[1e200]["score"] is None
+    # and the test metric really prefers another setting: selection did not read it
+    tests = {r["config"]["algorithm_params"]["outer_lr"]: r["final"]["test_loss"]
+             for r in store.records() if r["status"] == "ok"}
+    assert min(tests, key=tests.get) == 2.0 and tests[2.0] < tests[1.0]
+    assert all(r["config"]["seed"] == TUNING_SEED_BASE for r in store.records())
+    assert entry["budget"] == {"steps": 1, "seconds": None}
+
+
+def test_score_trials_failures_lose_and_ties_go_to_the_faster():
+    trials = [{"params": {"a": 1}, "status": "diverged", "score": None, "solver_seconds": 0.1},
+              {"params": {"a": 2}, "status": "ok", "score": 0.5, "solver_seconds": 3.0},
+              {"params": {"a": 3}, "status": "ok", "score": 0.5, "solver_seconds": 1.0},
+              {"params": {"a": 4}, "status": "ok", "score": float("nan"), "solver_seconds": 0.0},
+              {"params": {"a": 5}, "status": "error", "score": -1.0, "solver_seconds": 0.0}]
+    assert score_trials(trials)["params"] == {"a": 3}
+    assert score_trials(trials[:1]) is None
+
+
+def test_search_spaces():
+    reg = get_registry()
+    soba = default_space(reg.algorithm("soba"))
+    assert soba["outer_lr"].relative == "outer" and soba["inner_lr"].relative == "inner"
+    assert "inner_steps" not in default_space(reg.algorithm("implicit_cg"))
+    assert isinstance(default_space(reg.algorithm("implicit_cg"), True)["inner_steps"],
+                      IntRange)
+    assert LogUniform(0.1, 10.0, 3).grid(2.0) == [0.2, 2.0, 20.0]
+    assert IntRange(5, 50, 3, log=True).grid() == [5, 16, 50]
+    assert Choice([1, 2]).grid() == [1, 2]
+    with pytest.raises(ValueError):
+        LogUniform(0.0, 1.0)
+
+
+def test_settings_provenance_run_uses_them_explicit_overrides(tmp_path, capsys):
+    settings = _tune(tmp_path)
+    data = load_settings(settings)
+    entry = data["settings"]["tuning_toy/quick/toy_descent"]
+    assert entry["params"] == {"outer_lr": 1.0} and entry["tuning_seeds"] == [TUNING_SEED_BASE]
+    assert entry["search_space"]["outer_lr"] == {"kind": "choice",
+                                                 "values": [0.5, 1.0, 2.0, 1e200]}
+    assert len(entry["trials"]) == 4 and entry["validation_metric"] == "outer_loss"
+    code = entry["code"]
+    assert code["algorithm_file"].endswith("tuning_toy.py") and len(code["problem_sha256"]) == 64
+    assert entry["command"].startswith("blobench tune") and entry["date"]
+    # the file round-trips: written again, read again, same entry
+    json.loads(settings.read_text())
+    res = tmp_path / "run"
+    base = ["run", "--plugins", PLUGINS, "-p", "tuning_toy", "--seeds", "2", "--in-process",
+            "--no-progress", "--settings", str(settings)]
+    assert main([*base, "-a", "toy_descent", "--results", str(res)]) == 0
+    records = list(ResultsStore(res).records())
+    assert sorted(r["config"]["seed"] for r in records) == [0, 1]  # fresh seeds, not 1000
+    assert {r["label"] for r in records} == {"toy_descent[outer_lr=1.0]"}
+    assert all(r["tuned"]["params"] == ["outer_lr"] for r in records)
+    # explicit bracket values override the tuned ones
+    assert main([*base, "-a", "toy_descent[outer_lr=2.0]", "--results", str(tmp_path / "b")]) == 0
+    [rec, _] = list(ResultsStore(tmp_path / "b").records())
+    assert rec["label"] == "toy_descent[outer_lr=2.0]" and rec["tuned"] is None
+    # --no-tuned: defaults; another budget than the tuned one: defaults too
+    for extra in (["--no-tuned"], ["--steps", "2"]):
+        out = tmp_path / extra[0].strip("-")
+        assert main([*base, "-a", "toy_descent", "--results", str(out), *extra]) == 0
+        assert {r["label"] for r in ResultsStore(out).records()} == {"toy_descent"}
+    # the leaderboard marks the tuned row and states the budget
+    assert main(["leaderboard", "--plugins", PLUGINS, "--results", str(res), "--out",
+                 str(tmp_path / "lb"), "--no-figures"]) == 0
+    page = (tmp_path / "lb" / "tuning_toy-quick.md").read_text()
+    assert "`toy_descent[outer_lr=1.0]` (tuned)" in page
+    assert "1 outer step" in page and "stale" not in page
+
+
+def test_tuned_cell_has_the_cache_key_of_the_explicit_one(tmp_path):
+    settings = _tune(tmp_path)
+    registry = get_registry([PLUGINS])
+    tuned = load_settings(settings)
+    [a], _ = plan(registry, ["tuning_toy"], ["toy_descent"], [0], tuned=tuned)
+    [b], _ = plan(registry, ["tuning_toy"], ["toy_descent[outer_lr=1.0]"], [0])
+    assert a.tuned and not b.tuned and a.key("v") == b.key("v") and a.label == b.label
+
+
+def test_stale_setting_is_flagged(tmp_path):
+    plugins = tmp_path / "plugins"
+    shutil.copytree(PLUGINS, plugins, ignore=shutil.ignore_patterns("__pycache__"))
+    settings = _tune(tmp_path, str(plugins))
+    res = tmp_path / "run"
+    assert main(["run", "--plugins", str(plugins), "-p", "tuning_toy", "-a", "toy_descent",
+                 "--seeds", "1", "--in-process", "--no-progress", "--settings", str(settings),
+                 "--results", str(res)]) == 0
+    assert stale_entries(Registry([plugins]), load_settings(settings)) == []
+    source = plugins / "tuning_toy.py"
+    source.write_text(source.read_text() + "\n# edited after tuning\n")
+    registry = Registry([plugins])
+    [(key, changed)] = stale_entries(registry, load_settings(settings))
+    assert key == "tuning_toy/quick/toy_descent" and changed[0].endswith("tuning_toy.py")
+    write_leaderboard(registry, ResultsStore(res), tmp_path / "lb", figures=False)
+    page = (tmp_path / "lb" / "tuning_toy-quick.md").read_text()
+    assert "stale" in page and "tuning_toy.py" in page
