@@ -13,6 +13,18 @@ gradient evaluations, not k fresh double-backward graphs.
 
 Oracle calls are counted in :data:`oracle_counts` (``grad_inner``, ``grad_outer``, ``hvp``,
 ``mixed``) so the harness can report cost in oracle calls beside wall-clock.
+
+Analytic oracles: a problem may override ``inner_grad_oracle``, ``inner_hvp_oracle`` and
+``mixed_oracle`` / ``outer_grads_oracle`` (:class:`~blobench.problem.Problem`); :func:`inner_grad`,
+:func:`gradient_descent`, :func:`unroll`, :func:`outer_grads` and :class:`InnerDerivatives` use
+them instead of
+autograd (a call answered ``NotImplemented`` falls back to autodiff). On small problems this
+removes most of autograd's per-call overhead; the oracles are checked against autodiff in
+tests/test_oracles.py and the cost ratios are measured by ``blobench bench``.
+
+Performance notes (measured by ``blobench bench``): the linear solvers update their vectors in
+place (no allocation per iteration, which matters for large θ) whenever nothing they touch
+requires grad; the only host-side reads in their loops are the stopping tests of CG.
 """
 
 from __future__ import annotations
@@ -35,14 +47,38 @@ def _leaf(x: Tensor) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
-# --------------------------------------------------------------------- first order
-def inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None) -> Tensor:
-    """∇_θ g(θ, λ), detached."""
-    oracle_counts["grad_inner"] += 1
+_ORACLES = ("inner_grad_oracle", "inner_hvp_oracle", "mixed_oracle", "outer_grads_oracle")
+_oracle_cache: dict[type, frozenset[str]] = {}
+
+
+def _oracles(problem: Problem) -> frozenset[str]:
+    """The analytic oracles this problem's class overrides (cached per class)."""
+    cls = type(problem)
+    found = _oracle_cache.get(cls)
+    if found is None:
+        found = frozenset(m for m in _ORACLES
+                          if getattr(cls, m, None) is not getattr(Problem, m, None))
+        _oracle_cache[cls] = found
+    return found
+
+
+def _autodiff_inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch) -> Tensor:
     theta = _leaf(theta)
     with torch.enable_grad():
         (g,) = torch.autograd.grad(problem.inner_loss(theta, lam.detach(), batch), theta)
     return g
+
+
+# --------------------------------------------------------------------- first order
+def inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None) -> Tensor:
+    """∇_θ g(θ, λ), detached (the problem's analytic oracle when it has one)."""
+    oracle_counts["grad_inner"] += 1
+    if "inner_grad_oracle" in _oracles(problem):
+        with torch.no_grad():
+            g = problem.inner_grad_oracle(theta.detach(), lam.detach(), batch)
+        if g is not NotImplemented:
+            return g
+    return _autodiff_inner_grad(problem, theta, lam, batch)
 
 
 def inner_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None
@@ -58,8 +94,13 @@ def inner_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = Non
 
 def outer_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None
                 ) -> tuple[Tensor, Tensor]:
-    """(∇_θ f, ∇_λ f), detached: one backward pass."""
+    """(∇_θ f, ∇_λ f), detached: one backward pass (or the problem's analytic oracle)."""
     oracle_counts["grad_outer"] += 1
+    if "outer_grads_oracle" in _oracles(problem):
+        with torch.no_grad():
+            out = problem.outer_grads_oracle(theta.detach(), lam.detach(), batch)
+        if out is not NotImplemented:
+            return out
     theta, lam = _leaf(theta), _leaf(lam)
     with torch.enable_grad():
         ft, fl = torch.autograd.grad(problem.outer_loss(theta, lam, batch), (theta, lam),
@@ -78,25 +119,65 @@ class InnerDerivatives:
     ``hvp(v)``   = ∇²_θθ g · v         (dim θ)
     ``mixed(v)`` = ∇²_λθ g · v         (dim λ) — the J of the IFT formula above
     ``grad``     = ∇_θ g (detached), available for free.
+
+    When the problem has analytic oracles (``inner_hvp_oracle`` / ``mixed_oracle``) the
+    products use them, and the graph of ∇_θ g is only built if a product without an oracle
+    (or a dense matrix) is asked for.
     """
 
     def __init__(self, problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None):
         oracle_counts["grad_inner"] += 1
+        self.problem, self.batch = problem, batch
         self.theta, self.lam = _leaf(theta), _leaf(lam)
-        with torch.enable_grad():
-            (self._grad,) = torch.autograd.grad(
-                problem.inner_loss(self.theta, self.lam, batch), self.theta, create_graph=True)
-        self.grad = self._grad.detach()
+        self._theta, self._lam = theta.detach(), lam.detach()  # what the oracles see
+        oracles = _oracles(problem)
+        self._hvp_oracle = "inner_hvp_oracle" in oracles
+        self._mixed_oracle = "mixed_oracle" in oracles
+        self._grad_oracle = "inner_grad_oracle" in oracles
+        self._grad: Tensor | None = None
+        self._grad_value: Tensor | None = None
+        if not (self._hvp_oracle and self._mixed_oracle and self._grad_oracle):
+            self._graph()  # products by autodiff share this graph
+
+    @property
+    def grad(self) -> Tensor:
+        """∇_θ g (detached): from the graph when there is one, else the oracle (on first use)."""
+        if self._grad_value is None:
+            value = NotImplemented
+            if self._grad is None and self._grad_oracle:
+                value = self.problem.inner_grad_oracle(self._theta, self._lam, self.batch)
+            self._grad_value = (self._graph().detach() if value is NotImplemented
+                                else value.detach())
+        return self._grad_value
+
+    def _graph(self) -> Tensor:
+        """∇_θ g with ``create_graph`` (built on first use, then reused)."""
+        if self._grad is None:
+            with torch.enable_grad():
+                (self._grad,) = torch.autograd.grad(
+                    self.problem.inner_loss(self.theta, self.lam, self.batch), self.theta,
+                    create_graph=True)
+        return self._grad
 
     def hvp(self, v: Tensor) -> Tensor:
         oracle_counts["hvp"] += 1
-        (out,) = torch.autograd.grad(self._grad, self.theta, v, retain_graph=True,
+        if self._hvp_oracle:
+            out = self.problem.inner_hvp_oracle(self._theta, self._lam, v, self.batch)
+            if out is not NotImplemented:
+                return out
+            self._hvp_oracle = False
+        (out,) = torch.autograd.grad(self._graph(), self.theta, v, retain_graph=True,
                                      allow_unused=True)
         return _zeros_if_none(out, self.theta)
 
     def mixed(self, v: Tensor) -> Tensor:
         oracle_counts["mixed"] += 1
-        (out,) = torch.autograd.grad(self._grad, self.lam, v, retain_graph=True,
+        if self._mixed_oracle:
+            out = self.problem.mixed_oracle(self._theta, self._lam, v, self.batch)
+            if out is not NotImplemented:
+                return out
+            self._mixed_oracle = False
+        (out,) = torch.autograd.grad(self._graph(), self.lam, v, retain_graph=True,
                                      allow_unused=True)
         return _zeros_if_none(out, self.lam)
 
@@ -104,7 +185,7 @@ class InnerDerivatives:
         """H as a dense (dim θ × dim θ) matrix, one batched product per column."""
         eye = torch.eye(self.theta.numel(), dtype=self.theta.dtype, device=self.theta.device)
         oracle_counts["hvp"] += eye.shape[0]
-        (h,) = torch.autograd.grad(self._grad, self.theta, eye, retain_graph=True,
+        (h,) = torch.autograd.grad(self._graph(), self.theta, eye, retain_graph=True,
                                    is_grads_batched=True)
         return 0.5 * (h + h.T)
 
@@ -112,7 +193,7 @@ class InnerDerivatives:
         """J as a dense (dim λ × dim θ) matrix."""
         eye = torch.eye(self.theta.numel(), dtype=self.theta.dtype, device=self.theta.device)
         oracle_counts["mixed"] += eye.shape[0]
-        (jt,) = torch.autograd.grad(self._grad, self.lam, eye, retain_graph=True,
+        (jt,) = torch.autograd.grad(self._graph(), self.lam, eye, retain_graph=True,
                                     is_grads_batched=True, allow_unused=True)
         if jt is None:
             return torch.zeros(self.lam.numel(), self.theta.numel(), dtype=self.lam.dtype,
@@ -121,29 +202,53 @@ class InnerDerivatives:
 
 
 # ----------------------------------------------------------------- linear solvers
+def _no_grad_needed(*tensors: Tensor) -> bool:
+    """True when in-place updates of these tensors cannot break a graph being recorded."""
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def _host(t: Tensor, host: bool) -> Tensor | float:
+    """A scalar as a Python float when reading it is free (CPU, no graph), else the tensor."""
+    return float(t) if host and not t.requires_grad else t
+
+
 def cg(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: float = 0.0
        ) -> Tensor:
     """Conjugate gradient for A x = b, A symmetric positive definite (Hestenes & Stiefel 1952).
 
     Runs at most ``steps`` iterations, fewer if ‖r‖ ≤ tol·‖b‖. ``x0`` warm-starts.
+    One product with A per iteration. When no graph is recorded through them, the vectors are
+    updated in place and, on CPU, the step sizes are Python floats (a CPU scalar read is no
+    device sync; it saves a tensor operation per scalar).
     """
+    host = b.device.type == "cpu"
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - matvec(x) if x0 is not None else b.clone()
     p = r.clone()
-    rr = r @ r
-    stop = (tol * torch.linalg.vector_norm(b)) ** 2
+    rr = _host(torch.dot(r, r), host)
+    stop = _host((tol * torch.linalg.vector_norm(b)) ** 2, host)
     for _ in range(steps):
         if rr <= stop:
             break
         ap = matvec(p)
-        pap = p @ ap
+        pap = _host(torch.dot(p, ap), host)
         if pap <= 0:  # A not positive definite along p: stop at the current iterate
             break
         alpha = rr / pap
-        x = x + alpha * p
-        r = r - alpha * ap
-        rr_new = r @ r
-        p = r + (rr_new / rr) * p
+        if _no_grad_needed(x, r, p, ap):
+            if isinstance(alpha, float):
+                x.add_(p, alpha=alpha)
+                r.add_(ap, alpha=-alpha)
+            else:
+                x.addcmul_(alpha, p)
+                r.addcmul_(alpha, ap, value=-1.0)
+            rr_new = _host(torch.dot(r, r), host)
+            p.mul_(rr_new / rr).add_(r)
+        else:
+            x = x + alpha * p
+            r = r - alpha * ap
+            rr_new = r @ r
+            p = r + (rr_new / rr) * p
         rr = rr_new
     return x
 
@@ -156,9 +261,14 @@ def neumann(matvec: MatVec, b: Tensor, terms: int, alpha: float) -> Tensor:
     term = b.clone()
     total = b.clone()
     for _ in range(terms):
-        term = term - alpha * matvec(term)
-        total = total + term
-    return alpha * total
+        product = matvec(term)
+        if _no_grad_needed(term, total, product):
+            term.sub_(product, alpha=alpha)
+            total.add_(term)
+        else:
+            term = term - alpha * product
+            total = total + term
+    return total.mul_(alpha) if _no_grad_needed(total) else alpha * total
 
 
 def fixed_point(matvec: MatVec, b: Tensor, steps: int, alpha: float, x0: Tensor | None = None
@@ -167,7 +277,11 @@ def fixed_point(matvec: MatVec, b: Tensor, steps: int, alpha: float, x0: Tensor 
     adjoint), equal to the Neumann series when x0 = 0."""
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     for _ in range(steps):
-        x = x - alpha * (matvec(x) - b)
+        product = matvec(x)
+        if _no_grad_needed(x, product, b):
+            x.sub_(product, alpha=alpha).add_(b, alpha=alpha)
+        else:
+            x = x - alpha * (product - b)
     return x
 
 
@@ -200,7 +314,8 @@ def gradient_descent(problem: Problem, theta: Tensor, lam: Tensor, steps: int, l
     theta = theta.detach()
     for _ in range(steps):
         batch = sample() if sample is not None else None
-        theta = theta - lr * inner_grad(problem, theta, lam, batch)
+        g = inner_grad(problem, theta, lam, batch)
+        theta = torch.add(theta, g, alpha=-lr) if isinstance(lr, float) else theta - lr * g
     return theta
 
 
@@ -210,17 +325,21 @@ def unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
 
     Reverse-mode differentiation of f(θ_T(λ), λ) through this map is the RHG hypergradient
     (Maclaurin et al. 2015; Franceschi et al. 2017, Alg. 1); its memory grows with T.
-    ``lam`` must require grad for the graph to reach it.
+    ``lam`` must require grad for the graph to reach it. A problem's ``inner_grad_oracle``
+    (a differentiable torch expression) replaces the double-backward graph of each step.
     """
     with torch.enable_grad():
         if not theta.requires_grad:
             theta = theta.detach().requires_grad_(True)
+        oracle = "inner_grad_oracle" in _oracles(problem)
         for _ in range(steps):
             batch = sample() if sample is not None else None
             oracle_counts["grad_inner"] += 1
-            (g,) = torch.autograd.grad(problem.inner_loss(theta, lam, batch), theta,
-                                       create_graph=True)
-            theta = theta - lr * g
+            g = problem.inner_grad_oracle(theta, lam, batch) if oracle else NotImplemented
+            if g is NotImplemented:
+                (g,) = torch.autograd.grad(problem.inner_loss(theta, lam, batch), theta,
+                                           create_graph=True)
+            theta = torch.add(theta, g, alpha=-lr) if isinstance(lr, float) else theta - lr * g
     return theta
 
 

@@ -144,6 +144,34 @@ class Problem(ABC):
         """min_λ F(λ) when known."""
         raise NotImplementedError
 
+    # ------------------------------------------------------ optional analytic oracles
+    # Closed-form derivatives of g that the engine (blobench.autodiff) uses instead of
+    # autodiff when a problem overrides them: they cut the per-call overhead of autograd on
+    # small problems. Each may return ``NotImplemented`` for a call it does not cover (e.g. a
+    # mini-batch), and the engine then falls back to autodiff. Contract: written in
+    # differentiable torch operations of ``theta`` and ``lam`` (reverse-mode unrolling
+    # differentiates through ``inner_grad_oracle``), no in-place updates of the arguments, and
+    # equal to the autodiff derivatives of :meth:`inner_loss` (tests/test_oracles.py).
+    def inner_grad_oracle(self, theta: torch.Tensor, lam: torch.Tensor, batch: Batch = None
+                          ) -> torch.Tensor:
+        """∇_θ g(θ, λ) (dim θ), or ``NotImplemented`` (the default: autodiff is used)."""
+        return NotImplemented
+
+    def inner_hvp_oracle(self, theta: torch.Tensor, lam: torch.Tensor, v: torch.Tensor,
+                         batch: Batch = None) -> torch.Tensor:
+        """∇²_θθ g(θ, λ) · v (dim θ), or ``NotImplemented`` (the default)."""
+        return NotImplemented
+
+    def mixed_oracle(self, theta: torch.Tensor, lam: torch.Tensor, v: torch.Tensor,
+                     batch: Batch = None) -> torch.Tensor:
+        """∇²_λθ g(θ, λ) · v (dim λ), the J v of the IFT, or ``NotImplemented`` (the default)."""
+        return NotImplemented
+
+    def outer_grads_oracle(self, theta: torch.Tensor, lam: torch.Tensor, batch: Batch = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∇_θ f(θ, λ), ∇_λ f(θ, λ)), or ``NotImplemented`` (the default)."""
+        return NotImplemented
+
     def has(self, method: str) -> bool:
         """Whether this problem overrides the optional ground-truth ``method``."""
         return getattr(type(self), method) is not getattr(Problem, method)

@@ -97,6 +97,34 @@ class RidgeHO(Problem):
         residual = x @ theta - y
         return 0.5 * (residual @ residual) / x.shape[0]
 
+    # ------------------------------------------------- analytic oracles (engine fast path)
+    # ∇_θ g = Xᵀ(Xθ − y)/n + e^λ ⊙ θ,  H v = XᵀX v/n + e^λ ⊙ v,  J v = e^λ ⊙ θ ⊙ v
+    # (summed to one entry for a scalar λ); full batch through the precomputed Gram matrix;
+    # ∇_θ f = X_valᵀ(X_val θ − y_val)/n_val, ∇_λ f = 0.
+    def inner_grad_oracle(self, theta, lam, batch=None):
+        if batch is None:
+            data = torch.addmv(self.xty, self.gram, theta, beta=-1.0)
+        else:
+            x, y = self._rows(self.x, self.y, batch)
+            data = x.T @ (x @ theta - y) / x.shape[0]
+        return torch.addcmul(data, lam.exp(), theta)
+
+    def inner_hvp_oracle(self, theta, lam, v, batch=None):
+        if batch is None:
+            data = self.gram @ v
+        else:
+            x = self.x[batch]
+            data = x.T @ (x @ v) / x.shape[0]
+        return torch.addcmul(data, lam.exp(), v)
+
+    def mixed_oracle(self, theta, lam, v, batch=None):
+        out = lam.exp() * theta * v
+        return out if self.config["per_feature"] else out.sum().reshape(1)
+
+    def outer_grads_oracle(self, theta, lam, batch=None):
+        x, y = self._rows(self.x_val, self.y_val, batch)
+        return x.T @ (x @ theta - y) / x.shape[0], torch.zeros_like(lam)
+
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
         b = self.config["batch_size"]
         if b == 0 or b >= n:
