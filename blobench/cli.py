@@ -199,9 +199,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from blobench.tuning import load_settings, stale_entries
 
         tuned = load_settings(args.settings)
+        by_file: dict[str, list[str]] = {}
         for key, changed in stale_entries(registry, tuned):
-            print(f"blobench: warning: tuned setting {key} is stale ({', '.join(changed)} "
-                  "changed since tuning); rerun blobench tune", file=sys.stderr)
+            by_file.setdefault(", ".join(changed), []).append(key)
+        for changed, keys in sorted(by_file.items()):
+            print(f"blobench: warning: {len(keys)} tuned setting(s) stale, {changed} changed "
+                  f"since tuning: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''} "
+                  "(rerun blobench tune)", file=sys.stderr)
     cells, skipped = plan(
         registry, args.problem or sorted(registry.problems),
         args.algorithm or sorted(registry.algorithms), list(range(args.seeds)),
