@@ -350,6 +350,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="PARAM",
                         help="search only these parameters of the space (repeatable); the "
                              "others stay at their defaults")
+    parser.add_argument("--missing", action="store_true",
+                        help="only pairs with no fresh entry in the settings file (absent, or "
+                             "stale): resume or refresh a sweep")
     parser.add_argument("--in-process", action="store_true",
                         help="run trial cells in this process (no isolation)")
     parser.add_argument("--progress", action="store_true", help="progress bar per pair")
@@ -374,8 +377,13 @@ def command(args: argparse.Namespace) -> int:
     problems = args.problem or sorted(registry.problems)
     algorithms = args.algorithm or sorted(registry.algorithms)
     failed = 0
+    stale = {key for key, _ in stale_entries(registry, settings)}
     for ptext in problems:
         for atext in algorithms:
+            if args.missing and "[" not in ptext + atext and any(
+                    k.startswith(f"{ptext}/{args.size}/") and k.endswith(f"/{atext}")
+                    and k not in stale for k in settings["settings"]):
+                continue
             entries = tune_pair(registry, ptext, atext, size=args.size, seeds=seeds,
                                 steps=args.budget, seconds=args.budget_seconds, store=store,
                                 n_jobs=args.n_jobs, isolate=not args.in_process,

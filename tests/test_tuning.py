@@ -143,3 +143,9 @@ def test_stale_setting_is_flagged(tmp_path):
     write_leaderboard(registry, ResultsStore(res), tmp_path / "lb", figures=False)
     page = (tmp_path / "lb" / "tuning_toy-quick.md").read_text()
     assert "stale" in page and "tuning_toy.py" in page
+    # --missing retunes the stale pair only, and the refreshed entry is no longer stale
+    before = load_settings(settings)["settings"]["tuning_toy/quick/toy_descent"]["date"]
+    _tune(tmp_path, str(plugins), ("--missing",))
+    assert stale_entries(Registry([plugins]), load_settings(settings)) == []
+    entry = load_settings(settings)["settings"]["tuning_toy/quick/toy_descent"]
+    assert entry["params"] == {"outer_lr": 1.0} and entry["date"] >= before
