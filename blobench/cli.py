@@ -196,16 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = ResultsStore(args.results)
     tuned = None
     if not args.no_tuned:
-        from blobench.tuning import load_settings, stale_entries
+        from blobench.tuning import load_settings
 
         tuned = load_settings(args.settings)
-        by_file: dict[str, list[str]] = {}
-        for key, changed in stale_entries(registry, tuned):
-            by_file.setdefault(", ".join(changed), []).append(key)
-        for changed, keys in sorted(by_file.items()):
-            print(f"blobench: warning: {len(keys)} tuned setting(s) stale, {changed} changed "
-                  f"since tuning: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''} "
-                  "(rerun blobench tune)", file=sys.stderr)
     cells, skipped = plan(
         registry, args.problem or sorted(registry.problems),
         args.algorithm or sorted(registry.algorithms), list(range(args.seeds)),
@@ -214,6 +207,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         tuned=tuned)
     for problem, label, reason in skipped:
         print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
+    if tuned is not None:
+        from blobench.tuning import stale_files
+
+        by_file: dict[str, set[str]] = {}
+        for cell in cells:
+            if cell.tuned:
+                changed = stale_files(registry, cell.problem, cell.algorithm,
+                                      cell.tuned.get("code", {}))
+                if changed:
+                    by_file.setdefault(", ".join(changed), set()).add(cell.tuned["key"])
+        for changed, keys in sorted(by_file.items()):
+            names = sorted(keys)
+            print(f"blobench: warning: {len(names)} tuned setting(s) stale, {changed} changed "
+                  f"since tuning: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''} "
+                  "(rerun blobench tune --missing)", file=sys.stderr)
     # default: all cores locally, all workers on a Dask cluster (-1), one cell in-process
     n_jobs = args.n_jobs or (1 if args.in_process else -1 if args.backend == "dask"
                              else _cores())
