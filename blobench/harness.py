@@ -228,26 +228,32 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
 
         observe()
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        measuring = False  # the memory probe spans the steps between two evaluations
         while True:
             if cell.steps is not None and steps_done >= cell.steps:
                 break
             if cell.seconds is not None and solver_seconds >= cell.seconds:
                 break
-            memory.enter()
+            if not measuring:
+                memory.enter()
+                measuring = True
             sync()
             t0 = time.perf_counter()
             state = algorithm.step(problem, state)
             sync()
             solver_seconds += time.perf_counter() - t0
-            memory.exit()
             steps_done += 1
             last = cell.steps is not None and steps_done >= cell.steps
             if steps_done % cell.eval_every == 0 or last:
+                memory.exit()
+                measuring = False
                 row = observe(final=last)
                 if not _finite(row, [state.theta, state.lam]):
                     record.update(status="diverged", failed_step=steps_done,
                                   message="non-finite outer loss or iterate")
                     break
+        if measuring:
+            memory.exit()
         if trace[-1]["step"] != steps_done:
             row = observe(final=True)
             if record["status"] == "ok" and not _finite(row, [state.theta, state.lam]):
