@@ -30,6 +30,9 @@ Rules (each is tested in ``tests/test_tuning.py``):
   (equal scores) go to the smaller mean solver time.
 - **Records.** Trial records go to ``<results>/tuning/`` (a results store of its own, so
   tuning cells never appear on the leaderboard and a rerun of ``tune`` reuses them).
+- **No winner.** When every trial fails the entry is still written, with ``"params": null``
+  and the trials' statuses, so the search is on record; ``blobench run`` then uses the
+  defaults for that pair, and ``tune`` exits 1.
 - **Settings file** (JSON, default ``leaderboards/tuned_settings.json``, committed): one entry
   per ``"<problem label>/<size>/<algorithm>"`` with the chosen ``params`` (fixed + searched),
   the search space, every trial's parameters, status and score, the tuning seeds, the budget,
@@ -393,12 +396,13 @@ def command(args: argparse.Namespace) -> int:
             for entry in entries:
                 key = settings_key(entry["problem_label"], entry["size"], entry["algorithm"])
                 n_ok = sum(t["status"] == "ok" for t in entry["trials"])
-                if entry["params"] is None:
+                settings["settings"][key] = entry
+                if entry["params"] is None:  # recorded (the search was done), never applied
                     failed += 1
                     print(f"{key}: every one of {len(entry['trials'])} trial(s) failed; "
-                          "settings unchanged", file=sys.stderr)
+                          "recorded with params null (run uses the defaults)", file=sys.stderr)
+                    save_settings(settings, args.settings)
                     continue
-                settings["settings"][key] = entry
                 print(f"{key}: {entry['params']}  {entry['validation_metric']}="
                       f"{entry['score']:.4g}  ({n_ok}/{len(entry['trials'])} trials ok)")
                 save_settings(settings, args.settings)  # after each pair: resumable

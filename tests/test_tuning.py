@@ -149,3 +149,15 @@ def test_stale_setting_is_flagged(tmp_path):
     assert stale_entries(Registry([plugins]), load_settings(settings)) == []
     entry = load_settings(settings)["settings"]["tuning_toy/quick/toy_descent"]
     assert entry["params"] == {"outer_lr": 1.0} and entry["date"] >= before
+
+
+def test_all_trials_diverge_entry_recorded_not_applied(tmp_path):
+    settings = tmp_path / "tuned.json"
+    assert main(["tune", "--plugins", PLUGINS, "-p", "tuning_toy", "-a",
+                 "toy_descent[outer_lr=[1e200,1e300]]", "--settings", str(settings),
+                 "--results", str(tmp_path / "res"), "--in-process"]) == 1
+    entry = load_settings(settings)["settings"]["tuning_toy/quick/toy_descent"]
+    assert entry["params"] is None and {t["status"] for t in entry["trials"]} == {"diverged"}
+    [cell], _ = plan(get_registry([PLUGINS]), ["tuning_toy"], ["toy_descent"], [0],
+                     tuned=load_settings(settings))
+    assert cell.label == "toy_descent" and not cell.tuned
