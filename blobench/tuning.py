@@ -24,8 +24,11 @@ Rules (each is tested in ``tests/test_tuning.py``):
 - **Seeds.** Tuning uses seeds 1000, 1001, ... (``TUNING_SEED_BASE``), disjoint from the
   leaderboard's seeds 0..N-1, so the reported test metrics come from fresh problem draws.
 - **Selection.** The score of a trial is the mean over the tuning seeds of the final
-  ``Problem.validation_metric`` (default ``"outer_loss"``, the outer objective on the
-  validation data; lower is better). The test metric (``primary_metric``) is never read. A
+  ``Problem.validation_metric`` (lower is better). For the default ``"outer_loss"`` (the
+  outer objective on the validation data) it is read at the re-solved inner problem,
+  ``restart_outer_loss`` = f(θ*(λ_T), λ_T) = F(λ_T), where the problem allows a restart
+  (:func:`selection_metric`): the algorithm's own f(θ_T, λ_T) would reward an unsolved inner
+  problem. The test metric (``primary_metric``) is never read. A
   trial with any seed not ``ok`` (diverged, error, timeout) or a non-finite score loses; ties
   (equal scores) go to the smaller mean solver time.
 - **Records.** Trial records go to ``<results>/tuning/`` (a results store of its own, so
@@ -224,6 +227,20 @@ def score_trials(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(good, key=lambda t: (t["score"], t["solver_seconds"]))
 
 
+def selection_metric(problem_cls: type, records: list[dict[str, Any]]) -> str:
+    """The problem's declared ``validation_metric``; for the default ``"outer_loss"``,
+    ``"restart_outer_loss"`` when every record has it: F(λ_T) = f(θ*(λ_T), λ_T), the outer
+    objective at the final λ with the inner problem solved from scratch (exact solution where
+    the problem gives one, else gradient descent to tolerance; blobench/metrics.py). f(θ_T, λ_T)
+    itself would reward leaving θ far from θ*(λ) (an unsolved inner problem can have a lower
+    outer loss); MAML-type problems have no restart (their θ is already re-adapted from λ)."""
+    metric = problem_cls.validation_metric
+    if metric == "outer_loss" and records and all(
+            "restart_outer_loss" in r["final"] for r in records if r["status"] == "ok"):
+        return "restart_outer_loss"
+    return metric
+
+
 def _trial(point: dict[str, Any], records: list[dict[str, Any]], metric: str
            ) -> dict[str, Any]:
     statuses = sorted({r["status"] for r in records})
@@ -278,7 +295,7 @@ def tune_pair(registry: Registry, problem_text: str, algorithm_text: str, *, siz
             continue
         scales = _scales(registry, pname, pparams, size, seeds[0])
         points, grids = trial_points(space, scales, max_trials)
-        valid, invalid = [], []
+        valid, invalid, all_records = [], [], []
         for point in points:
             try:
                 acls(**fixed, **point)
@@ -296,7 +313,6 @@ def tune_pair(registry: Registry, problem_text: str, algorithm_text: str, *, siz
         run_cells(registry, cells, store, n_jobs=n_jobs, isolate=isolate, progress=progress)
         from blobench.harness import cell_version
 
-        metric = pcls.validation_metric
         trials = []
         for point in valid:
             full = acls(**fixed, **point).config
@@ -306,10 +322,13 @@ def tune_pair(registry: Registry, problem_text: str, algorithm_text: str, *, siz
                     rec = store.load(cell.key(cell_version(registry, cell)))
                     if rec is not None:
                         records.append(rec)
-            trials.append(_trial(point, records, metric) if records else
+            all_records += records
+            trials.append(records if records else
                           {"params": point, "status": "missing", "score": None,
                            "solver_seconds": 0.0, "seeds": [], "message": "no record"})
-        trials += invalid
+        metric = selection_metric(pcls, all_records)
+        trials = [_trial(point, t, metric) if isinstance(t, list) else t
+                  for point, t in zip(valid, trials, strict=True)] + invalid
         best = score_trials(trials)
         entry = {
             "problem": pname, "problem_label": plabel, "problem_params": pparams, "size": size,

@@ -86,7 +86,7 @@ def test_settings_provenance_run_uses_them_explicit_overrides(tmp_path, capsys):
     assert entry["params"] == {"outer_lr": 1.0} and entry["tuning_seeds"] == [TUNING_SEED_BASE]
     assert entry["search_space"]["outer_lr"] == {"kind": "choice",
                                                  "values": [0.5, 1.0, 2.0, 1e200]}
-    assert len(entry["trials"]) == 4 and entry["validation_metric"] == "outer_loss"
+    assert len(entry["trials"]) == 4 and entry["validation_metric"] == "restart_outer_loss"
     code = entry["code"]
     assert code["algorithm_file"].endswith("tuning_toy.py") and len(code["problem_sha256"]) == 64
     assert entry["command"].startswith("blobench tune") and entry["date"]
