@@ -108,6 +108,7 @@ def save_settings(data: dict[str, Any], path: str | Path) -> None:
     out = {"format": FORMAT,
            "about": "tuned hyperparameters per (problem, size, algorithm), chosen by "
                     "`blobench tune` on the validation metric; see blobench/tuning.py",
+           **({"notes": data["notes"]} if data.get("notes") else {}),
            "settings": dict(sorted(data.get("settings", {}).items()))}
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(out, indent=1, sort_keys=False, default=str) + "\n")
