@@ -181,6 +181,16 @@ class Problem(ABC):
         """A tensor on this problem's device (and dtype, default float64)."""
         return torch.as_tensor(data, dtype=dtype or torch.float64, device=self.device)
 
+    def index_batch(self, n: int, batch_size: int, generator: torch.Generator
+                    ) -> torch.Tensor | None:
+        """A mini-batch of a finite sum over n examples, for the ``sample_*_batch`` methods:
+        ``None`` (the full batch) when ``batch_size`` is 0 or ≥ n, else ``batch_size``
+        indices drawn uniformly with replacement from ``generator``, as a LongTensor on
+        :attr:`device`."""
+        if batch_size == 0 or batch_size >= n:
+            return None
+        return torch.randint(n, (batch_size,), generator=generator).to(self.device)
+
     def check_api(self, theta0: torch.Tensor, lam0: torch.Tensor) -> None:
         """Raise :class:`~blobench.errors.PluginError` if this problem breaks the API contract:
         θ₀ / λ₀ flat of the declared sizes, losses finite scalar tensors."""

@@ -37,36 +37,10 @@ set against the corrupted set (precision = 0 when nothing is flagged), and
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as tf
 
-from blobench.errors import UserError
+from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
-
-
-def _newton_logistic(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, mu: float,
-                     tol: float = 1e-12, max_iter: int = 100) -> torch.Tensor:
-    """argmin_θ 1/n Σ w_i softplus(−y_i x_iᵀθ) + ½ μ‖θ‖², damped Newton (Armijo)."""
-    n, d = x.shape
-    theta = torch.zeros(d, dtype=x.dtype, device=x.device)
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
-
-    def loss(t: torch.Tensor) -> float:
-        return float((w * tf.softplus(-y * (x @ t))).mean() + 0.5 * mu * (t @ t))
-
-    for _ in range(max_iter):
-        s = torch.sigmoid(-y * (x @ theta))
-        grad = -(x.T @ (w * y * s)) / n + mu * theta
-        gnorm = float(torch.linalg.vector_norm(grad))
-        if gnorm <= tol:
-            break
-        step = torch.linalg.solve((x.T * (w * s * (1 - s))) @ x / n + mu * eye, grad)
-        t, f0, slope = 1.0, loss(theta), float(grad @ step)
-        if gnorm > 1e-6:
-            while loss(theta - t * step) > f0 - 0.25 * t * slope and t > 1e-8:
-                t *= 0.5
-        theta = theta - t * step
-    return theta
 
 
 class DatacleaningLogreg(Problem):
@@ -92,37 +66,18 @@ class DatacleaningLogreg(Problem):
                "full": Budget(steps=500, eval_every=50)}
 
     def build(self, generator: torch.Generator) -> None:
-        from sklearn.datasets import load_breast_cancer
-
         c = self.config
-        data = load_breast_cancer()
-        x = torch.as_tensor(data.data, dtype=torch.float64)
-        y = torch.as_tensor(data.target, dtype=torch.float64) * 2 - 1
         n_tr, n_va = c["n_train"], c["n_val"]
-        if n_tr + n_va >= x.shape[0]:
-            raise UserError(f"datacleaning_logreg: n_train + n_val must be < {x.shape[0]}")
-        perm = torch.randperm(x.shape[0], generator=generator)
-        tr, va, te = perm[:n_tr], perm[n_tr:n_tr + n_va], perm[n_tr + n_va:]
-        mean, std = x[tr].mean(0), x[tr].std(0).clamp_min(1e-12)
-
-        def prep(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            z = torch.cat([(x[idx] - mean) / std, torch.ones(len(idx), 1, dtype=x.dtype)], 1)
-            return z, y[idx].clone()
-
-        x_tr, y_tr = prep(tr)
-        n_bad = round(c["noise_rate"] * n_tr)
-        bad = torch.randperm(n_tr, generator=generator)[:n_bad]
-        corrupted = torch.zeros(n_tr, dtype=torch.bool)
-        corrupted[bad] = True
+        (x_tr, y_tr), val, test = datasets.breast_cancer({"n_train": n_tr, "n_val": n_va},
+                                                         generator, self.name)
+        _, corrupted = datasets.choose_corrupted(n_tr, c["noise_rate"], generator)
         y_tr[corrupted] = -y_tr[corrupted]
         self.x, self.y = self.tensor(x_tr), self.tensor(y_tr)
         self.corrupted = corrupted.to(self.device)
-        x_va, y_va = prep(va)
-        x_te, y_te = prep(te)
-        self.x_val, self.y_val = self.tensor(x_va), self.tensor(y_va)
-        self.x_test, self.y_test = self.tensor(x_te), self.tensor(y_te)
+        self.x_val, self.y_val = map(self.tensor, val)
+        self.x_test, self.y_test = map(self.tensor, test)
         self.n_inner_samples, self.n_outer_samples = n_tr, n_va
-        self.lipschitz_data = float(torch.linalg.eigvalsh(self.x.T @ self.x)[-1]) / (4 * n_tr)
+        self.lipschitz_data = glm.logistic_smoothness(self.x)
 
     @property
     def dim_inner(self) -> int:
@@ -132,10 +87,7 @@ class DatacleaningLogreg(Problem):
     def dim_outer(self) -> int:
         return self.n_inner_samples
 
-    @staticmethod
-    def weights(lam: torch.Tensor) -> torch.Tensor:
-        """a = ½(tanh z + 1)."""
-        return 0.5 * (torch.tanh(lam) + 1)
+    weights = staticmethod(datasets.example_weights)  # a = ½(tanh z + 1)
 
     # ---------------------------------------------------------------- losses
     def inner_loss(self, theta, lam, batch=None):
@@ -143,25 +95,18 @@ class DatacleaningLogreg(Problem):
         x, y = (self.x, self.y) if batch is None else (self.x[batch], self.y[batch])
         if batch is not None:
             a = a[batch]
-        return (a * tf.softplus(-y * (x @ theta))).mean() + 0.5 * self.config["l2"] * (
-            theta @ theta)
+        return glm.logistic_loss(theta, x, y, a) + 0.5 * self.config["l2"] * (theta @ theta)
 
     def outer_loss(self, theta, lam, batch=None):
         x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
                                                                self.y_val[batch])
-        return tf.softplus(-y * (x @ theta)).mean()
-
-    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
-        b = self.config["batch_size"]
-        if b == 0 or b >= n:
-            return None
-        return torch.randint(n, (b,), generator=generator).to(self.device)
+        return glm.logistic_loss(theta, x, y)
 
     def sample_inner_batch(self, generator):
-        return self._sample(self.n_inner_samples, generator)
+        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
 
     def sample_outer_batch(self, generator):
-        return self._sample(self.n_outer_samples, generator)
+        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)
@@ -178,39 +123,23 @@ class DatacleaningLogreg(Problem):
 
     def evaluate(self, theta, lam):
         with torch.no_grad():
-            margin = self.y_test * (self.x_test @ theta)
-            out = {"test_accuracy": float((margin > 0).double().mean()),
-                   "test_loss": float(tf.softplus(-margin).mean())}
-            out.update(_detection(self.weights(lam), self.corrupted,
-                                  self.config["flag_threshold"]))
-            return out
+            loss, accuracy = glm.logistic_scores(theta, self.x_test, self.y_test)
+            return {"test_accuracy": accuracy, "test_loss": loss,
+                    **datasets.detection_metrics(self.weights(lam), self.corrupted,
+                                                 self.config["flag_threshold"])}
 
     # ----------------------------------------------------------- ground truth
     def inner_solution(self, lam):
-        return _newton_logistic(self.x, self.y, self.weights(lam.detach()), self.config["l2"])
+        return glm.newton_logistic(self.x, self.y, self.config["l2"], self.weights(lam.detach()))
 
     def exact_hypergradient(self, lam):
         lam = lam.detach()
         a = self.weights(lam)
         theta = self.inner_solution(lam)
-        n = self.n_inner_samples
-        s = torch.sigmoid(-self.y * (self.x @ theta))
-        eye = torch.eye(self.dim_inner, dtype=torch.float64, device=self.device)
-        hess = (self.x.T * (a * s * (1 - s))) @ self.x / n + self.config["l2"] * eye
-        s_val = torch.sigmoid(-self.y_val * (self.x_val @ theta))
-        grad_f = -(self.x_val.T @ (self.y_val * s_val)) / self.n_outer_samples
-        v = torch.linalg.solve(hess, grad_f)
-        da = 0.5 * (1 - torch.tanh(lam) ** 2)
-        return da * self.y * s * (self.x @ v) / n
+        mu = self.config["l2"]
+        hess = glm.logistic_hessian(theta, self.x, self.y, a) + glm.ridge_hessian(
+            mu, self.dim_inner, theta)
+        v = torch.linalg.solve(hess, glm.logistic_grad(theta, self.x_val, self.y_val))
+        da = datasets.example_weights_derivative(lam)
+        return -da * glm.logistic_example_dots(theta, self.x, self.y, v) / self.n_inner_samples
 
-
-def _detection(a: torch.Tensor, corrupted: torch.Tensor, threshold: float) -> dict[str, float]:
-    """Precision / recall of {a_i ≤ threshold} against the corrupted set, and more."""
-    flagged = a <= threshold
-    hits = float((flagged & corrupted).sum())
-    n_flag, n_bad = float(flagged.sum()), float(corrupted.sum())
-    return {"precision": hits / n_flag if n_flag else 0.0,
-            "recall": hits / n_bad if n_bad else 0.0,
-            "corrupt_downweighted": float((a[corrupted] < 0.5).double().mean()) if n_bad
-            else 0.0,
-            "kept_fraction": float((~flagged).double().mean())}

@@ -31,53 +31,12 @@ Quick: k = 1 (10 images), n = 1000 real training images; full: k = 10 (100 image
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as tf
 
-from blobench.errors import UserError
+from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
 
 N_CLASSES = 10
-
-
-def _softmax_hessian(x: torch.Tensor, p: torch.Tensor, w: torch.Tensor, mu: float
-                     ) -> torch.Tensor:
-    """Dense Hessian of 1/n Σ w_i CE(x_iᵀW) + ½μ‖W‖² in W (row-major flattening)."""
-    n, d = x.shape
-    k = p.shape[1]
-    # per-example softmax curvature M_i = w_i/n (diag p_i − p_i p_iᵀ), then
-    # H[(j,c),(l,d)] = Σ_i x_ij x_il M_i[c,d] as one (d·k·k × n) @ (n × d) product
-    m = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    m = m * (w / n)[:, None, None]
-    q = (x[:, :, None, None] * m[:, None]).reshape(n, d * k * k)
-    h = (q.T @ x).reshape(d, k, k, d).permute(0, 1, 3, 2).reshape(d * k, d * k)
-    return h + mu * torch.eye(d * k, dtype=x.dtype, device=x.device)
-
-
-def _newton_softmax(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, mu: float,
-                    tol: float = 1e-11, max_iter: int = 100) -> torch.Tensor:
-    """argmin_W 1/n Σ w_i CE(x_iᵀW, y_i) + ½μ‖W‖², damped Newton; returns flat W."""
-    n, d = x.shape
-    onehot = tf.one_hot(y, N_CLASSES).to(x.dtype)
-    theta = torch.zeros(d * N_CLASSES, dtype=x.dtype, device=x.device)
-
-    def loss(t: torch.Tensor) -> float:
-        ce = tf.cross_entropy(x @ t.reshape(d, N_CLASSES), y, reduction="none")
-        return float((w * ce).mean() + 0.5 * mu * (t @ t))
-
-    for _ in range(max_iter):
-        p = torch.softmax(x @ theta.reshape(d, N_CLASSES), 1)
-        grad = (x.T @ (w[:, None] * (p - onehot))).reshape(-1) / n + mu * theta
-        gnorm = float(torch.linalg.vector_norm(grad))
-        if gnorm <= tol:
-            break
-        step = torch.linalg.solve(_softmax_hessian(x, p, w, mu), grad)
-        t, f0, slope = 1.0, loss(theta), float(grad @ step)
-        if gnorm > 1e-6:
-            while loss(theta - t * step) > f0 - 0.25 * t * slope and t > 1e-8:
-                t *= 0.5
-        theta = theta - t * step
-    return theta
 
 
 class DistillDigits(Problem):
@@ -98,19 +57,11 @@ class DistillDigits(Problem):
                "full": Budget(steps=300, eval_every=30)}
 
     def build(self, generator: torch.Generator) -> None:
-        from sklearn.datasets import load_digits
-
         c = self.config
-        data = load_digits()
-        x = torch.as_tensor(data.data, dtype=torch.float64) / 16.0
-        x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=torch.float64)], 1)
-        y = torch.as_tensor(data.target, dtype=torch.long)
-        if c["n_train"] >= x.shape[0]:
-            raise UserError(f"distill_digits: n_train must be < {x.shape[0]}")
-        perm = torch.randperm(x.shape[0], generator=generator)
-        tr, te = perm[: c["n_train"]], perm[c["n_train"]:]
-        self.x, self.y = self.tensor(x[tr]), y[tr].to(self.device)
-        self.x_test, self.y_test = self.tensor(x[te]), y[te].to(self.device)
+        (x_tr, y_tr), (x_te, y_te) = datasets.digits({"n_train": c["n_train"]}, generator,
+                                                     self.name)
+        self.x, self.y = self.tensor(x_tr), y_tr.to(self.device)
+        self.x_test, self.y_test = self.tensor(x_te), y_te.to(self.device)
         n_syn = N_CLASSES * c["per_class"]
         self.y_syn = (torch.arange(n_syn) % N_CLASSES).to(self.device)
         self.lam0 = self.tensor(torch.rand(n_syn * 64, generator=generator,
@@ -127,26 +78,18 @@ class DistillDigits(Problem):
 
     def synthetic(self, lam: torch.Tensor) -> torch.Tensor:
         """The synthetic images with their bias column, (10k × 65)."""
-        imgs = lam.reshape(-1, 64)
-        return torch.cat([imgs, torch.ones(imgs.shape[0], 1, dtype=imgs.dtype,
-                                           device=imgs.device)], 1)
-
-    def _logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return x @ theta.reshape(65, N_CLASSES)
+        return datasets.with_intercept(lam.reshape(-1, 64))
 
     def inner_loss(self, theta, lam, batch=None):
-        ce = tf.cross_entropy(self._logits(theta, self.synthetic(lam)), self.y_syn)
+        ce = glm.softmax_loss(theta, self.synthetic(lam), self.y_syn)
         return ce + 0.5 * self.config["l2"] * (theta @ theta)
 
     def outer_loss(self, theta, lam, batch=None):
         x, y = (self.x, self.y) if batch is None else (self.x[batch], self.y[batch])
-        return tf.cross_entropy(self._logits(theta, x), y)
+        return glm.softmax_loss(theta, x, y)
 
     def sample_outer_batch(self, generator):
-        b = self.config["batch_size"]
-        if b == 0 or b >= self.n_outer_samples:
-            return None
-        return torch.randint(self.n_outer_samples, (b,), generator=generator).to(self.device)
+        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return self.lam0.clone()
@@ -155,46 +98,32 @@ class DistillDigits(Problem):
         return torch.zeros(self.dim_inner, dtype=torch.float64, device=self.device)
 
     def inner_step_size(self, lam):
-        xs = self.synthetic(lam.detach())
-        lip = float(torch.linalg.eigvalsh(xs.T @ xs)[-1]) / (2 * xs.shape[0])
-        return 1.0 / (lip + self.config["l2"])
+        return 1.0 / (glm.softmax_smoothness(self.synthetic(lam.detach())) + self.config["l2"])
 
     def outer_step_size(self):
         return 10.0
 
-    def _accuracy(self, theta: torch.Tensor) -> float:
-        pred = self._logits(theta, self.x_test).argmax(1)
-        return float((pred == self.y_test).double().mean())
-
     def evaluate(self, theta, lam):
         with torch.no_grad():
-            logits = self._logits(theta, self.x_test)
-            return {"test_accuracy": self._accuracy(theta),
-                    "test_loss": float(tf.cross_entropy(logits, self.y_test)),
-                    "retrain_test_accuracy": self._accuracy(self.inner_solution(lam))}
+            loss, accuracy = glm.softmax_scores(theta, self.x_test, self.y_test)
+            retrained = glm.softmax_scores(self.inner_solution(lam), self.x_test, self.y_test)
+            return {"test_accuracy": accuracy, "test_loss": loss,
+                    "retrain_test_accuracy": retrained[1]}
 
     # ----------------------------------------------------------- ground truth
     def inner_solution(self, lam):
-        xs = self.synthetic(lam.detach())
-        w = torch.ones(xs.shape[0], dtype=xs.dtype, device=xs.device)
-        return _newton_softmax(xs, self.y_syn, w, self.config["l2"])
+        return glm.newton_softmax(self.synthetic(lam.detach()), self.y_syn, self.config["l2"],
+                                  N_CLASSES)
 
     def exact_hypergradient(self, lam):
         lam = lam.detach()
         theta = self.inner_solution(lam)
         xs = self.synthetic(lam)
-        n_syn = xs.shape[0]
-        p = torch.softmax(self._logits(theta, xs), 1)
-        w = torch.ones(n_syn, dtype=xs.dtype, device=xs.device)
-        p_real = torch.softmax(self._logits(theta, self.x), 1)
-        y_real = tf.one_hot(self.y, N_CLASSES).to(p.dtype)
-        grad_f = (self.x.T @ (p_real - y_real)).reshape(-1) / self.n_outer_samples
-        v = torch.linalg.solve(_softmax_hessian(xs, p, w, self.config["l2"]), grad_f)
-        y_syn = tf.one_hot(self.y_syn, N_CLASSES).to(p.dtype)
+        mu = self.config["l2"]
+        hess = glm.softmax_hessian(theta, xs) + glm.ridge_hessian(mu, self.dim_inner, theta)
+        v = torch.linalg.solve(hess, glm.softmax_grad(theta, self.x, self.y))
         lam_leaf = lam.clone().requires_grad_(True)
         with torch.enable_grad():
-            xl = self.synthetic(lam_leaf)
-            pl = torch.softmax(self._logits(theta, xl), 1)
-            grad_g = (xl.T @ (pl - y_syn)).reshape(-1) / n_syn + self.config["l2"] * theta
+            grad_g = glm.softmax_grad(theta, self.synthetic(lam_leaf), self.y_syn) + mu * theta
             (mixed_v,) = torch.autograd.grad(grad_g @ v, lam_leaf)
         return -mixed_v

@@ -31,35 +31,10 @@ Cost: one inner gradient = O(n d); exact ground truth O(n d² + d³).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as tf
 
-from blobench.errors import UserError
+from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
-
-
-def _newton_logistic(x: torch.Tensor, y: torch.Tensor, reg: torch.Tensor, tol: float = 1e-12,
-                     max_iter: int = 100) -> torch.Tensor:
-    """argmin_θ mean softplus(−y xᵀθ) + ½ Σ reg_j θ_j², damped Newton with backtracking."""
-    n = x.shape[0]
-    theta = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
-
-    def loss(t: torch.Tensor) -> torch.Tensor:
-        return tf.softplus(-y * (x @ t)).mean() + 0.5 * (reg * t * t).sum()
-
-    for _ in range(max_iter):
-        s = torch.sigmoid(-y * (x @ theta))
-        grad = -(x.T @ (y * s)) / n + reg * theta
-        if float(torch.linalg.vector_norm(grad)) <= tol:
-            break
-        hess = (x.T * (s * (1 - s))) @ x / n + torch.diag(reg)
-        step = torch.linalg.solve(hess, grad)
-        t, f0, slope = 1.0, loss(theta), float(grad @ step)
-        if float(torch.linalg.vector_norm(grad)) > 1e-6:  # damped phase: Armijo backtracking
-            while float(loss(theta - t * step)) > float(f0) - 0.25 * t * slope and t > 1e-8:
-                t *= 0.5
-        theta = theta - t * step
-    return theta
 
 
 class LogregHO(Problem):
@@ -80,30 +55,15 @@ class LogregHO(Problem):
                "full": Budget(steps=300, eval_every=30)}
 
     def build(self, generator: torch.Generator) -> None:
-        from sklearn.datasets import load_breast_cancer
-
         c = self.config
-        data = load_breast_cancer()
-        x = torch.as_tensor(data.data, dtype=torch.float64)
-        y = torch.as_tensor(data.target, dtype=torch.float64) * 2 - 1
         n_tr, n_va = c["n_train"], c["n_val"]
-        if n_tr + n_va >= x.shape[0]:
-            raise UserError(f"logreg_ho: n_train + n_val must be < {x.shape[0]} "
-                            f"(breast_cancer size) to leave test points")
-        perm = torch.randperm(x.shape[0], generator=generator)
-        tr, va, te = perm[:n_tr], perm[n_tr:n_tr + n_va], perm[n_tr + n_va:]
-        mean, std = x[tr].mean(0), x[tr].std(0).clamp_min(1e-12)
-
-        def prep(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            z = (x[idx] - mean) / std
-            z = torch.cat([z, torch.ones(len(idx), 1, dtype=torch.float64)], 1)
-            return self.tensor(z), self.tensor(y[idx])
-
-        self.x, self.y = prep(tr)
-        self.x_val, self.y_val = prep(va)
-        self.x_test, self.y_test = prep(te)
+        train, val, test = datasets.breast_cancer({"n_train": n_tr, "n_val": n_va}, generator,
+                                                  self.name)
+        self.x, self.y = map(self.tensor, train)
+        self.x_val, self.y_val = map(self.tensor, val)
+        self.x_test, self.y_test = map(self.tensor, test)
         self.n_inner_samples, self.n_outer_samples = n_tr, n_va
-        self.lipschitz_data = float(torch.linalg.eigvalsh(self.x.T @ self.x)[-1]) / (4 * n_tr)
+        self.lipschitz_data = glm.logistic_smoothness(self.x)
 
     @property
     def dim_inner(self) -> int:
@@ -120,11 +80,11 @@ class LogregHO(Problem):
 
     def inner_loss(self, theta, lam, batch=None):
         x, y = self._rows(self.x, self.y, batch)
-        return tf.softplus(-y * (x @ theta)).mean() + 0.5 * (lam.exp() * theta**2).sum()
+        return glm.logistic_loss(theta, x, y) + 0.5 * (lam.exp() * theta**2).sum()
 
     def outer_loss(self, theta, lam, batch=None):
         x, y = self._rows(self.x_val, self.y_val, batch)
-        return tf.softplus(-y * (x @ theta)).mean()
+        return glm.logistic_loss(theta, x, y)
 
     # ------------------------------------------------- analytic oracles (engine fast path)
     # with m = y ⊙ Xθ and s = σ(−m):  ∇_θ g = −Xᵀ(y ⊙ s)/n + e^λ ⊙ θ,
@@ -162,17 +122,11 @@ class LogregHO(Problem):
         s = torch.sigmoid(-y * (x @ theta))
         return x.T @ (y * s) / (-x.shape[0]), torch.zeros_like(lam)
 
-    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
-        b = self.config["batch_size"]
-        if b == 0 or b >= n:
-            return None
-        return torch.randint(n, (b,), generator=generator).to(self.device)
-
     def sample_inner_batch(self, generator):
-        return self._sample(self.n_inner_samples, generator)
+        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
 
     def sample_outer_batch(self, generator):
-        return self._sample(self.n_outer_samples, generator)
+        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=torch.float64,
@@ -189,21 +143,18 @@ class LogregHO(Problem):
 
     def evaluate(self, theta, lam):
         with torch.no_grad():
-            margin = self.y_test * (self.x_test @ theta)
-            return {"test_loss": float(tf.softplus(-margin).mean()),
-                    "test_accuracy": float((margin > 0).double().mean()),
+            loss, accuracy = glm.logistic_scores(theta, self.x_test, self.y_test)
+            return {"test_loss": loss, "test_accuracy": accuracy,
                     "val_loss": float(self.outer_loss(theta, lam))}
 
     # ----------------------------------------------------------- ground truth
     def inner_solution(self, lam):
-        return _newton_logistic(self.x, self.y, lam.detach().exp())
+        return glm.newton_logistic(self.x, self.y, lam.detach().exp())
 
     def exact_hypergradient(self, lam):
         lam = lam.detach()
         reg = lam.exp()
         theta = self.inner_solution(lam)
-        s = torch.sigmoid(-self.y * (self.x @ theta))
-        hess = (self.x.T * (s * (1 - s))) @ self.x / self.n_inner_samples + torch.diag(reg)
-        s_val = torch.sigmoid(-self.y_val * (self.x_val @ theta))
-        grad_f = -(self.x_val.T @ (self.y_val * s_val)) / self.n_outer_samples
+        hess = glm.logistic_hessian(theta, self.x, self.y) + torch.diag(reg)
+        grad_f = glm.logistic_grad(theta, self.x_val, self.y_val)
         return -reg * theta * torch.linalg.solve(hess, grad_f)

@@ -125,17 +125,11 @@ class RidgeHO(Problem):
         x, y = self._rows(self.x_val, self.y_val, batch)
         return x.T @ (x @ theta - y) / x.shape[0], torch.zeros_like(lam)
 
-    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
-        b = self.config["batch_size"]
-        if b == 0 or b >= n:
-            return None
-        return torch.randint(n, (b,), generator=generator).to(self.device)
-
     def sample_inner_batch(self, generator):
-        return self._sample(self.config["n_train"], generator)
+        return self.index_batch(self.config["n_train"], self.config["batch_size"], generator)
 
     def sample_outer_batch(self, generator):
-        return self._sample(self.config["n_val"], generator)
+        return self.index_batch(self.config["n_val"], self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)

@@ -1,0 +1,207 @@
+"""Generalized linear models shared by the problems: weighted logistic / softmax regression.
+
+Data X ∈ ℝ^{n×d} (rows x_i), optional per-example weights w ∈ ℝ^n (``None`` = all ones), and a
+ridge μ that is either a float (μ‖θ‖²/2) or a tensor of per-coordinate strengths
+(½ Σ_j μ_j θ_j²). Every function is written in differentiable torch operations (autodiff
+through the data, e.g. for poisoning or distillation hypergradients, goes through them).
+
+**Logistic regression** (labels y_i ∈ {−1, +1}, θ ∈ ℝ^d), m_i = y_i x_iᵀθ, s_i = σ(−m_i):
+
+    L(θ)  = 1/n Σ_i w_i log(1 + exp(−m_i))
+    ∇L    = −1/n Xᵀ(w ⊙ y ⊙ s)
+    ∇²L   = 1/n Xᵀ diag(w ⊙ s ⊙ (1 − s)) X              (σ' = s(1 − s) ≤ ¼)
+    ⟨∇ℓ_i, v⟩ = −y_i s_i x_iᵀv                          (per example, unweighted)
+
+**Softmax regression** (labels y_i ∈ {0..K−1}, θ = W ∈ ℝ^{d×K} flattened row-major:
+θ[K j + c] = W_jc), p_i = softmax(x_iᵀW), e_y the one-hot vector:
+
+    L(θ)  = 1/n Σ_i w_i (−log p_{i,y_i})
+    ∇L    = 1/n Xᵀ(w ⊙ (P − Y))                          (reshaped to d·K)
+    ∇²L[(j,c),(k,e)] = 1/n Σ_i w_i x_ij x_ik (p_ic δ_ce − p_ic p_ie)   (≼ ½ per example)
+    ⟨∇ℓ_i, V⟩ = x_iᵀ V (p_i − e_{y_i})                  (per example, V = v as d×K)
+
+**Damped Newton** (:func:`damped_newton`): θ ← θ − t H⁻¹∇, with Armijo backtracking
+(sufficient decrease ¼ t ∇ᵀH⁻¹∇, t halved down to 1e-8) while ‖∇‖ > 1e-6, full steps in the
+quadratic-convergence phase; stops at ‖∇‖ ≤ ``tol``. The ground truth θ*(λ) of the GLM
+problems (:func:`newton_logistic`, :func:`newton_softmax`) comes from it, float64, to machine
+precision. Cost per Newton step: O(n d²+ d³) (logistic), O(n d² K² + d³ K³) (softmax, dense).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as tf
+
+Ridge = float | torch.Tensor
+
+
+# ------------------------------------------------------------------------------- ridge
+def ridge_penalty(theta: torch.Tensor, ridge: Ridge) -> torch.Tensor:
+    """½ μ‖θ‖² (float μ) or ½ Σ_j μ_j θ_j² (tensor μ)."""
+    if isinstance(ridge, torch.Tensor):
+        return 0.5 * (ridge * theta * theta).sum()
+    return 0.5 * ridge * (theta @ theta)
+
+
+def ridge_hessian(ridge: Ridge, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """The Hessian of :func:`ridge_penalty`: μI or diag μ (dim × dim, dtype/device of ``like``)."""
+    if isinstance(ridge, torch.Tensor):
+        return torch.diag(ridge.expand(dim))
+    return ridge * torch.eye(dim, dtype=like.dtype, device=like.device)
+
+
+# --------------------------------------------------------------------------- logistic
+def _weighted(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return values if weights is None else weights * values
+
+
+def logistic_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """1/n Σ_i w_i log(1 + exp(−y_i x_iᵀθ)), y ∈ {−1, +1}."""
+    return _weighted(tf.softplus(-y * (x @ theta)), weights).mean()
+
+
+def logistic_grad(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """∇_θ of :func:`logistic_loss`: −Xᵀ(w ⊙ y ⊙ σ(−y ⊙ Xθ))/n."""
+    s = torch.sigmoid(-y * (x @ theta))
+    return -(x.T @ (_weighted(y, weights) * s)) / x.shape[0]
+
+
+def logistic_hessian(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                     weights: torch.Tensor | None = None) -> torch.Tensor:
+    """∇²_θθ of :func:`logistic_loss`, dense d×d: Xᵀ diag(w ⊙ s(1 − s)) X / n."""
+    s = torch.sigmoid(-y * (x @ theta))
+    return (x.T * (_weighted(s, weights) * (1 - s))) @ x / x.shape[0]
+
+
+def logistic_example_dots(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                          v: torch.Tensor) -> torch.Tensor:
+    """⟨∇_θ ℓ_i(θ), v⟩ for every example i (unweighted, not divided by n): −y_i s_i x_iᵀv."""
+    s = torch.sigmoid(-y * (x @ theta))
+    return -(y * s) * (x @ v)
+
+
+def logistic_smoothness(x: torch.Tensor) -> float:
+    """λ_max(XᵀX)/(4n): a Lipschitz constant of ∇ :func:`logistic_loss` (weights ≤ 1, σ' ≤ ¼)."""
+    return float(torch.linalg.eigvalsh(x.T @ x)[-1]) / (4 * x.shape[0])
+
+
+def logistic_scores(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+                    ) -> tuple[float, float]:
+    """(mean log-loss, accuracy) of the linear classifier sign(xᵀθ) on (x, y)."""
+    margin = y * (x @ theta)
+    return float(tf.softplus(-margin).mean()), float((margin > 0).double().mean())
+
+
+# ---------------------------------------------------------------------------- softmax
+def softmax_logits(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """X W with W = θ reshaped to (d, K) row-major (K = len θ / d)."""
+    return x @ theta.reshape(x.shape[1], -1)
+
+
+def softmax_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """1/n Σ_i w_i CE(x_iᵀW, y_i) (the plain mean cross-entropy when ``weights`` is None)."""
+    logits = softmax_logits(theta, x)
+    if weights is None:
+        return tf.cross_entropy(logits, y)
+    return (weights * tf.cross_entropy(logits, y, reduction="none")).mean()
+
+
+def softmax_grad(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """∇_θ of :func:`softmax_loss`, flat: Xᵀ(w ⊙ (P − Y))/n."""
+    p = torch.softmax(softmax_logits(theta, x), 1)
+    resid = p - tf.one_hot(y, p.shape[1]).to(x.dtype)
+    if weights is not None:
+        resid = weights[:, None] * resid
+    return (x.T @ resid).reshape(-1) / x.shape[0]
+
+
+def softmax_hessian(theta: torch.Tensor, x: torch.Tensor,
+                    weights: torch.Tensor | None = None) -> torch.Tensor:
+    """∇²_θθ of :func:`softmax_loss`, dense (dK × dK) in the row-major flattening of W."""
+    n, d = x.shape
+    p = torch.softmax(softmax_logits(theta, x), 1)
+    k = p.shape[1]
+    # per-example softmax curvature M_i = w_i/n (diag p_i − p_i p_iᵀ), then
+    # H[(j,c),(l,e)] = Σ_i x_ij x_il M_i[c,e] as one (d·k·k × n) @ (n × d) product
+    m = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    m = m * (1 / n if weights is None else (weights / n)[:, None, None])
+    q = (x[:, :, None, None] * m[:, None]).reshape(n, d * k * k)
+    return (q.T @ x).reshape(d, k, k, d).permute(0, 1, 3, 2).reshape(d * k, d * k)
+
+
+def softmax_example_dots(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+    """⟨∇_θ ℓ_i(θ), v⟩ for every example i (unweighted, not divided by n): x_iᵀV(p_i − e_{y_i})."""
+    p = torch.softmax(softmax_logits(theta, x), 1)
+    resid = p - tf.one_hot(y, p.shape[1]).to(p.dtype)
+    return ((x @ v.reshape(x.shape[1], -1)) * resid).sum(1)
+
+
+def softmax_smoothness(x: torch.Tensor) -> float:
+    """λ_max(XᵀX)/(2n): a Lipschitz constant of ∇ :func:`softmax_loss` (weights ≤ 1; the
+    softmax curvature diag p − ppᵀ is ≼ ½I)."""
+    return float(torch.linalg.eigvalsh(x.T @ x)[-1]) / (2 * x.shape[0])
+
+
+def softmax_scores(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+                   ) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of the linear softmax classifier on (x, y)."""
+    logits = softmax_logits(theta, x)
+    return (float(tf.cross_entropy(logits, y)),
+            float((logits.argmax(1) == y).double().mean()))
+
+
+# ----------------------------------------------------------------------------- Newton
+def damped_newton(loss: Callable[[torch.Tensor], torch.Tensor],
+                  grad: Callable[[torch.Tensor], torch.Tensor],
+                  hessian: Callable[[torch.Tensor], torch.Tensor], theta0: torch.Tensor,
+                  tol: float = 1e-12, max_iter: int = 100) -> torch.Tensor:
+    """Minimize a smooth strongly convex function by damped Newton (see the module docstring).
+
+    ``loss``, ``grad`` and ``hessian`` map θ to the value, gradient and dense Hessian.
+    Returns θ with ‖∇‖ ≤ ``tol``, or the last iterate after ``max_iter`` steps.
+    """
+    theta = theta0
+    for _ in range(max_iter):
+        g = grad(theta)
+        gnorm = float(torch.linalg.vector_norm(g))
+        if gnorm <= tol:
+            break
+        step = torch.linalg.solve(hessian(theta), g)
+        t, f0, slope = 1.0, float(loss(theta)), float(g @ step)
+        if gnorm > 1e-6:  # damped phase: Armijo backtracking
+            while float(loss(theta - t * step)) > f0 - 0.25 * t * slope and t > 1e-8:
+                t *= 0.5
+        theta = theta - t * step
+    return theta
+
+
+def newton_logistic(x: torch.Tensor, y: torch.Tensor, ridge: Ridge,
+                    weights: torch.Tensor | None = None, tol: float = 1e-12,
+                    max_iter: int = 100) -> torch.Tensor:
+    """argmin_θ :func:`logistic_loss` + :func:`ridge_penalty` (from θ = 0), damped Newton."""
+    d = x.shape[1]
+    return damped_newton(
+        lambda t: logistic_loss(t, x, y, weights) + ridge_penalty(t, ridge),
+        lambda t: logistic_grad(t, x, y, weights) + ridge * t,
+        lambda t: logistic_hessian(t, x, y, weights) + ridge_hessian(ridge, d, x),
+        torch.zeros(d, dtype=x.dtype, device=x.device), tol, max_iter)
+
+
+def newton_softmax(x: torch.Tensor, y: torch.Tensor, ridge: Ridge, n_classes: int,
+                   weights: torch.Tensor | None = None, tol: float = 1e-11,
+                   max_iter: int = 100) -> torch.Tensor:
+    """argmin_θ :func:`softmax_loss` + :func:`ridge_penalty` (from θ = 0, flat W ∈ ℝ^{d×K}),
+    damped Newton with the dense softmax Hessian."""
+    dk = x.shape[1] * n_classes
+    return damped_newton(
+        lambda t: softmax_loss(t, x, y, weights) + ridge_penalty(t, ridge),
+        lambda t: softmax_grad(t, x, y, weights) + ridge * t,
+        lambda t: softmax_hessian(t, x, weights) + ridge_hessian(ridge, dk, x),
+        torch.zeros(dk, dtype=x.dtype, device=x.device), tol, max_iter)
