@@ -440,6 +440,10 @@ def mehra_report(frames: dict[str, pd.DataFrame], out: Path, stem: str) -> Repor
                 "peak_tensor_mib", "peak_memory_mib"]
         agg = f.groupby("label")[cols].mean().reset_index()
         by = agg.set_index("label")
+        needed = ["penalty", "unrolled[warm_start=True]", "approxgrad"]
+        if not all(k in by.index for k in needed):
+            raise UserError("mehra2021 claim 2: some cells have no ok record; see the "
+                            "failures above and rerun")
         pen = by.loc["penalty"]
         rivals = by.loc[["unrolled[warm_start=True]", "approxgrad"]]
         acc_ok = pen["test_accuracy"] >= rivals["test_accuracy"].max() - 0.01
