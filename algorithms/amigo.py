@@ -44,9 +44,7 @@ class AmIGO(DoubleLoop):
         gen = state.extra["generator"]
         lam = state.lam.detach()
         lr = self.inner_lr_at(problem, lam)
-        theta = autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
-                                          self.inner_steps, lr,
-                                          sample=lambda: problem.sample_inner_batch(gen))
+        theta = self.solve_inner(problem, state, lam, stochastic=True)
         beta = self.linear_lr if self.linear_lr is not None else lr
         v = state.extra.get("linear_solution")
         if v is None:

@@ -26,7 +26,7 @@ None). Cost per step: T + 2 inner gradients + 1 outer gradient; memory O(dim θ 
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.params import Param
+from blobench.params import POSITIVE, Param
 from blobench.single_loop import (
     SingleLoop,
     inner_batch,
@@ -35,8 +35,6 @@ from blobench.single_loop import (
     outer_lr_default,
     sgd_outer_step,
 )
-
-POSITIVE = {"low": 0.0, "low_open": True}
 
 
 class BOME(SingleLoop):

@@ -41,8 +41,7 @@ class DartsFD(DoubleLoop):
     def hypergradient(self, problem, state):
         lam = state.lam.detach()
         lr = self.inner_lr_at(problem, lam)
-        theta = autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
-                                          self.inner_steps, lr)
+        theta = self.solve_inner(problem, state, lam)
         return theta, self.one_step_hypergradient(problem, theta, lam, lr)
 
     def one_step_hypergradient(self, problem, theta, lam, lr, exact_mixed: bool = False):

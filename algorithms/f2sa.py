@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from blobench import autodiff
 from blobench.errors import UserError
-from blobench.params import Param
+from blobench.params import POSITIVE, Param
 from blobench.single_loop import (
     SingleLoop,
     decayed,
@@ -41,8 +41,6 @@ from blobench.single_loop import (
     outer_lr_default,
     sgd_outer_step,
 )
-
-POSITIVE = {"low": 0.0, "low_open": True}
 
 
 class F2SA(SingleLoop):

@@ -53,7 +53,6 @@ class Alternating(DoubleLoop):
 
     def hypergradient(self, problem, state):
         lam = state.lam.detach()
-        theta = autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
-                                          self.inner_steps, self.inner_lr_at(problem, lam))
+        theta = self.solve_inner(problem, state, lam)
         _, f_lam = autodiff.outer_grads(problem, theta, lam)
         return theta, f_lam

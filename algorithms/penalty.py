@@ -36,11 +36,10 @@ import torch
 
 from blobench import autodiff
 from blobench.algorithm import Algorithm, State, outer_update
-from blobench.params import Param
+from blobench.params import POSITIVE, Param
 from blobench.problem import Problem
 from blobench.single_loop import inner_batch, or_default, outer_batch, outer_lr_default
 
-POSITIVE = {"low": 0.0, "low_open": True}
 GROWTH, SHRINK = 1.1, 0.9  # the authors' schedule factors
 
 
@@ -78,15 +77,17 @@ class Penalty(Algorithm):
         return state
 
     # ------------------------------------------------------------------ pieces
-    def gradients(self, problem: Problem, state: State, theta: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(∇_λ h_λ, ∇_θ h_θ, ∇_θ g) at (θ, state.lam) on fresh mini-batches."""
+    def gradients(self, problem: Problem, state: State, theta: torch.Tensor,
+                  with_lam: bool = True
+                  ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(∇_λ h_λ, ∇_θ h_θ, ∇_θ g) at (θ, state.lam) on fresh mini-batches; ∇_λ h_λ (its
+        mixed product) only ``with_lam`` — the θ phase does not need it."""
         lam = state.lam.detach()
         f_theta, f_lam = autodiff.outer_grads(problem, theta, lam, outer_batch(problem, state))
         ops = autodiff.InnerDerivatives(problem, theta, lam, inner_batch(problem, state))
         w = state.extra["nu"] + state.extra["gamma"] * ops.grad
         grad_theta = f_theta + ops.hvp(w) + state.extra["inner_weight"] * ops.grad
-        return f_lam + ops.mixed(w), grad_theta, ops.grad
+        return (f_lam + ops.mixed(w) if with_lam else None), grad_theta, ops.grad
 
     def _set_lrs(self, problem: Problem, state: State) -> None:
         s = problem.inner_step_size(state.lam.detach())
@@ -105,7 +106,7 @@ class Penalty(Algorithm):
         self._set_lrs(problem, state)
         theta = state.extra["theta_leaf"]
         for _ in range(self.inner_steps if steps is None else steps):
-            _, grad_theta, _ = self.gradients(problem, state, theta.detach())
+            _, grad_theta, _ = self.gradients(problem, state, theta.detach(), with_lam=False)
             theta.grad = grad_theta
             state.extra["inner_optimizer"].step()
             theta.grad = None

@@ -41,7 +41,7 @@ import torch
 
 from blobench.algorithm import State
 from blobench.autodiff import InnerDerivatives, outer_grads
-from blobench.params import Param
+from blobench.params import POSITIVE, Param
 from blobench.problem import Problem
 from blobench.single_loop import (
     SingleLoop,
@@ -54,8 +54,6 @@ from blobench.single_loop import (
     sgd_outer_step,
     soba_oracles,
 )
-
-POSITIVE = {"low": 0.0, "low_open": True}
 
 COMMON = {
     "inner_lr": Param(float, None, "ρ: step on θ and v; None = the problem's 1/L",

@@ -43,9 +43,7 @@ class StocBiO(DoubleLoop):
         gen = state.extra["generator"]
         lam = state.lam.detach()
         lr = self.inner_lr_at(problem, lam)
-        theta = autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
-                                          self.inner_steps, lr,
-                                          sample=lambda: problem.sample_inner_batch(gen))
+        theta = self.solve_inner(problem, state, lam, stochastic=True)
         f_theta, f_lam = autodiff.outer_grads(problem, theta, lam,
                                               problem.sample_outer_batch(gen))
 

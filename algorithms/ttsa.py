@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.params import Param
+from blobench.params import POSITIVE, Param
 from blobench.single_loop import (
     FreshBatchDerivatives,
     SingleLoop,
@@ -39,8 +39,6 @@ from blobench.single_loop import (
     outer_lr_default,
     sgd_outer_step,
 )
-
-POSITIVE = {"low": 0.0, "low_open": True}
 
 
 class TTSA(SingleLoop):

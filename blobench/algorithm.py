@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from blobench.params import Param, resolve
+from blobench import autodiff
+from blobench.params import POSITIVE, Param, resolve
 from blobench.problem import Problem
 
 Tensor = torch.Tensor
@@ -93,8 +94,6 @@ def outer_update(state: State, hypergrad: Tensor) -> None:
     state.hypergrad = hypergrad.detach()
 
 
-POSITIVE = {"low": 0.0, "low_open": True}
-
 DOUBLE_LOOP_PARAMS: dict[str, Param] = {
     "inner_steps": Param(int, 20, "T: inner gradient steps per outer step", low=1),
     "inner_lr": Param(float, None, "inner step size; None = the problem's 1/L", optional=True,
@@ -136,6 +135,19 @@ class DoubleLoop(Algorithm):
         gen = torch.Generator().manual_seed(state.extra["init_seed"])
         return problem.init_inner(lam, gen)
 
+    def solve_inner(self, problem: Problem, state: State, lam: Tensor,
+                    stochastic: bool = False) -> Tensor:
+        """T gradient steps on g from the warm or cold start, at step size η = inner_lr.
+
+        ``stochastic``: each step on a fresh mini-batch from ``problem.sample_inner_batch``
+        (drawn from the run's generator), as the stochastic double-loop methods do.
+        """
+        gen = state.extra["generator"]
+        sample = (lambda: problem.sample_inner_batch(gen)) if stochastic else None
+        return autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
+                                         self.inner_steps, self.inner_lr_at(problem, lam),
+                                         sample=sample)
+
     def step(self, problem: Problem, state: State) -> State:
         theta, hypergrad = self.hypergradient(problem, state)
         state.theta = theta.detach()
@@ -155,11 +167,8 @@ class ImplicitDoubleLoop(DoubleLoop):
     """
 
     def hypergradient(self, problem: Problem, state: State) -> tuple[Tensor, Tensor]:
-        from blobench import autodiff
-
         lam = state.lam.detach()
-        theta = autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
-                                          self.inner_steps, self.inner_lr_at(problem, lam))
+        theta = self.solve_inner(problem, state, lam)
         previous = state.extra.get("linear_solution")
         hypergrad, v = autodiff.implicit_hypergradient(
             problem, theta, lam, lambda ops, b: self.solve(problem, ops, b, previous))

@@ -15,6 +15,9 @@ from typing import Any
 
 from blobench.errors import UserError, unknown_name
 
+#: keyword arguments of :class:`Param` for a strictly positive number (``low=0``, open)
+POSITIVE: dict[str, Any] = {"low": 0.0, "low_open": True}
+
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 
 
