@@ -148,7 +148,11 @@ class _Saved:
     __slots__ = ("tensor",)
 
     def __init__(self, tensor: torch.Tensor):
-        self.tensor = tensor
+        # a detached alias: same storage (still counted), but no grad_fn, so an op's saved
+        # *output* does not form a cycle output → node → this object → output, which
+        # Python's collector cannot break (the node is a C++ object). Autograd re-attaches the
+        # history from its own metadata on unpack, so gradients are unchanged.
+        self.tensor = tensor.detach()
 
 
 class LiveTensorBytes(TorchDispatchMode):

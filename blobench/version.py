@@ -1,8 +1,9 @@
 """Code versions: results are keyed by what actually ran, not by one file.
 
-A cell's code version hashes every engine source file (``blobench/*.py``) together with the
-source files of its problem and algorithm entries, so an edit to a shared helper invalidates
-every cached result it could affect (the stale-cache pitfall seen in benchopt).
+A cell's code version hashes every engine source file that can change its numbers
+(``blobench/*.py`` but the command line, reports, scheduling and storage modules) together with
+the source files of its problem and algorithm entries, so an edit to a shared helper
+invalidates every cached result it could affect (the stale-cache pitfall seen in benchopt).
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ import subprocess
 from pathlib import Path
 
 ENGINE_DIR = Path(__file__).resolve().parent
+#: engine modules that cannot change a cell's numbers (command line, reports, scheduling,
+#: storage): left out of the hash so editing a report does not rerun every cached cell.
+#: Any other module — including a new one — is hashed: the safe default.
+NOT_RESULT_AFFECTING = frozenset({
+    "__main__.py", "_forkserver_preload.py", "bench.py", "check.py", "cli.py",
+    "leaderboard.py", "plots.py", "reproduce.py", "results.py", "runner.py", "scaffold.py",
+    "store.py", "tuning.py",
+})
 
 
 def _file_hash(path: Path) -> str:
@@ -23,6 +32,8 @@ def _file_hash(path: Path) -> str:
 def engine_hash() -> str:
     h = hashlib.sha256()
     for path in sorted(ENGINE_DIR.rglob("*.py")):
+        if path.name in NOT_RESULT_AFFECTING:
+            continue
         h.update(path.relative_to(ENGINE_DIR).as_posix().encode())
         h.update(_file_hash(path).encode())
     return h.hexdigest()[:12]

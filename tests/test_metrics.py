@@ -134,3 +134,32 @@ def test_process_peak_memory_is_not_charged_with_library_warm_up():
     assert mem.method in ("rss_hwm", None)
     if mem.peak_mib is not None:
         assert mem.peak_mib < 8.0
+
+
+def test_replayed_step_is_exact_and_frees_per_iteration_graphs(registry):
+    """The memory probe's saved-tensor hooks change no gradient (double backward included),
+    and graphs built and dropped inside a step (penalty: one per inner iteration) are not
+    counted as alive: penalty's per-step peak stays flat in T while unrolled's grows."""
+    import copy
+
+    from blobench.memory import LiveTensorBytes, _Saved, step_tensor_peak
+
+    problem = registry.problem("ridge_ho")(seed=0)
+    gen = torch.Generator().manual_seed(0)
+    lam0 = problem.init_outer(gen)
+    for name in ("unrolled", "implicit_cg"):
+        alg = registry.algorithm(name)(inner_steps=15)
+        state = alg.init(problem, problem.init_inner(lam0, gen), lam0, gen)
+        plain = alg.step(problem, copy.deepcopy(state)).hypergrad
+        with torch.autograd.graph.saved_tensors_hooks(_Saved, lambda s: s.tensor), \
+                LiveTensorBytes():
+            hooked = alg.step(problem, copy.deepcopy(state)).hypergrad
+        torch.testing.assert_close(hooked, plain, rtol=1e-12, atol=0)
+
+    def peak(name, steps):
+        alg = registry.algorithm(name)(inner_steps=steps)
+        state = alg.init(problem, problem.init_inner(lam0, gen), lam0, gen)
+        return step_tensor_peak(alg, problem, state)
+
+    assert peak("penalty", 40) == pytest.approx(peak("penalty", 10), rel=0.05)
+    assert peak("unrolled", 40) > 2 * peak("unrolled", 10)  # linear in T plus a constant
