@@ -13,8 +13,9 @@ and helpers for batches and step-size schedules.
 one outer batch: ∇_θ g, ∇²_θθ g v, ∇_θ f, ∇²_λθ g v, ∇_λ f.
 
 Finite-sum capability (used by SABA and other variance-reduced methods): a problem whose
-mini-batch samplers return index tensors into finite sums declares the class attributes (or
-properties) ``n_inner_samples`` and ``n_outer_samples``: g = (1/n) Σ_i g_i and
+mini-batch samplers return index tensors into finite sums has the attributes (class attributes,
+properties, or instance attributes set in ``build``) ``n_inner_samples`` and
+``n_outer_samples``: g = (1/n) Σ_i g_i and
 f = (1/m) Σ_j f_j, and ``inner_loss(θ, λ, batch=idx)`` is the mean of g_i over the indices in
 the 1-D integer tensor ``idx`` (likewise for f); ``batch=None`` is the full sum.
 :func:`finite_sum_reason` checks it.
@@ -22,6 +23,7 @@ the 1-D integer tensor ``idx`` (likewise for f); ``batch=None`` is the full sum.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -135,9 +137,21 @@ class FreshBatchDerivatives:
 
 
 def finite_sum_reason(problem: type[Problem] | Any) -> str | None:
-    """None when the problem declares ``n_inner_samples`` and ``n_outer_samples``, else why."""
-    missing = [a for a in ("n_inner_samples", "n_outer_samples") if not hasattr(problem, a)]
+    """None when the problem declares ``n_inner_samples`` and ``n_outer_samples``, else why.
+
+    Given a class without them as class attributes, a quick-size instance is built once (they
+    are often set in ``build`` from the data sizes) and asked instead.
+    """
+    names = ("n_inner_samples", "n_outer_samples")
+    missing = [a for a in names if not hasattr(problem, a)]
+    if missing and isinstance(problem, type):
+        missing = [a for a in names if not hasattr(_quick_instance(problem), a)]
     if missing:
         return ("needs a finite-sum problem whose samplers return index tensors "
                 f"(declare {' and '.join(missing)})")
     return None
+
+
+@functools.cache
+def _quick_instance(problem: type[Problem]) -> Problem:
+    return problem(size="quick", seed=0)
