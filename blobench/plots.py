@@ -102,7 +102,15 @@ def band_over_seeds(traces: pd.DataFrame, metric: str, x: str = "seconds"
 
 
 def metric_vs_time(traces: pd.DataFrame, metric: str, title: str, path: Path) -> Path | None:
-    bands = band_over_seeds(traces, metric)
+    return _band_plot(traces, metric, title, path, "seconds", "solver time (s)",
+                      note_log=True)
+
+
+def _band_plot(traces: pd.DataFrame, metric: str, title: str, path: Path, x: str,
+               xlabel: str, note_log: bool = False) -> Path | None:
+    """``metric`` against the trace column ``x``: median over seeds with the 20–80 % band,
+    warm start solid and cold start dashed, diverging runs left off the axes."""
+    bands = band_over_seeds(traces, metric, x=x)
     if not bands:
         return None
     keep, off = _on_scale({k: float(np.nanmax(b["high"].to_numpy())) if b["high"].notna().any()
@@ -114,20 +122,20 @@ def metric_vs_time(traces: pd.DataFrame, metric: str, title: str, path: Path) ->
     for label in labels:
         b = bands[label]
         warm = _is_warm(traces, label)
-        ax.plot(b["seconds"], b["median"], color=colors[label], label=label,
+        ax.plot(b[x], b["median"], color=colors[label], label=label,
                 linestyle="--" if warm is False else "-")
-        ax.fill_between(b["seconds"], b["low"], b["high"], color=colors[label], alpha=0.2,
+        ax.fill_between(b[x], b["low"], b["high"], color=colors[label], alpha=0.2,
                         linewidth=0)
         allv.append(b[["median", "low", "high"]].to_numpy().ravel())
     if allv:
         _log_if_wide(ax, np.concatenate(allv))
-    times = traces["seconds"].to_numpy(dtype=float)
-    pos = times[times > 0]
+    values = traces[x].to_numpy(dtype=float)
+    pos = values[values > 0]
     if len(pos) and pos.max() / pos.min() > 20:
         ax.set_xscale("symlog", linthresh=float(pos.min()))
         ax.set_xlim(left=0.0)
-    ax.set_xlabel("solver time (s)" + (" (log beyond the first evaluation)"
-                                       if ax.get_xscale() == "symlog" else ""))
+    ax.set_xlabel(xlabel + (" (log beyond the first evaluation)"
+                            if note_log and ax.get_xscale() == "symlog" else ""))
     ax.set_ylabel(metric)
     ax.set_title(title + " — median over seeds, 20–80 % band"
                  + (f"\noff scale (diverging): {', '.join(off)}" if off else ""), fontsize=9)
@@ -267,36 +275,5 @@ def metric_vs_calls(traces: pd.DataFrame, metric: str, title: str, path: Path
     comparison alone. Median over seeds with the 20–80 % band; diverging runs left off."""
     if "calls_total" not in traces or not (traces["calls_total"] > 0).any():
         return None
-    bands = band_over_seeds(traces, metric, x="calls_total")
-    if not bands:
-        return None
-    keep, off = _on_scale({k: float(np.nanmax(b["high"].to_numpy())) if b["high"].notna().any()
-                           else np.nan for k, b in bands.items()})
-    labels = sorted(keep)
-    colors = _palette(sorted(bands))
-    fig, ax = plt.subplots(figsize=(8.5 if len(labels) > 4 else 6.5, 4.2))
-    allv = []
-    for label in labels:
-        b = bands[label]
-        warm = _is_warm(traces, label)
-        ax.plot(b["calls_total"], b["median"], color=colors[label], label=label,
-                linestyle="--" if warm is False else "-")
-        ax.fill_between(b["calls_total"], b["low"], b["high"], color=colors[label],
-                        alpha=0.2, linewidth=0)
-        allv.append(b[["median", "low", "high"]].to_numpy().ravel())
-    if allv:
-        _log_if_wide(ax, np.concatenate(allv))
-    calls = traces["calls_total"].to_numpy(dtype=float)
-    pos = calls[calls > 0]
-    if len(pos) and pos.max() / pos.min() > 20:
-        ax.set_xscale("symlog", linthresh=float(pos.min()))
-        ax.set_xlim(left=0.0)
-    ax.set_xlabel("oracle calls (gradients + HVPs + JVPs + ...)")
-    ax.set_ylabel(metric)
-    ax.set_title(title + " — median over seeds, 20–80 % band"
-                 + (f"\noff scale (diverging): {', '.join(off)}" if off else ""), fontsize=9)
-    _legend(ax, len(labels))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _band_plot(traces, metric, title, path, "calls_total",
+                      "oracle calls (gradients + HVPs + JVPs + ...)")
