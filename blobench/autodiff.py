@@ -14,13 +14,15 @@ gradient evaluations, not k fresh double-backward graphs.
 Oracle calls are counted in :data:`oracle_counts` (``grad_inner``, ``grad_outer``, ``hvp``,
 ``mixed``) so the harness can report cost in oracle calls beside wall-clock.
 
-Analytic oracles: a problem may override ``inner_grad_oracle``, ``inner_hvp_oracle`` and
-``mixed_oracle`` / ``outer_grads_oracle`` (:class:`~blobench.problem.Problem`); :func:`inner_grad`,
-:func:`gradient_descent`, :func:`unroll`, :func:`outer_grads` and :class:`InnerDerivatives` use
-them instead of
-autograd (a call answered ``NotImplemented`` falls back to autodiff). On small problems this
-removes most of autograd's per-call overhead; the oracles are checked against autodiff in
-tests/test_oracles.py and the cost ratios are measured by ``blobench bench``.
+Analytic oracles: a problem may override ``inner_grad_oracle``, ``inner_hessian_operator``,
+``mixed_oracle`` and ``outer_grads_oracle`` (:class:`~blobench.problem.Problem`);
+:func:`inner_grad`, :func:`gradient_descent`, :func:`unroll`, :func:`outer_grads` and
+:class:`InnerDerivatives` use them instead of autograd (a call answered ``NotImplemented`` falls
+back to autodiff). On small problems this removes most of autograd's per-call overhead; the
+oracles are checked against autodiff in tests/test_oracles.py and the cost ratios are measured
+by ``blobench bench``. With all three inner oracles, :func:`unroll` runs its reverse pass as the
+explicit adjoint recursion of RHG (:class:`_ReverseUnroll`) instead of replaying autograd's
+graph of every step.
 
 Performance notes (measured by ``blobench bench``): the linear solvers update their vectors in
 place (no allocation per iteration, which matters for large θ) whenever nothing they touch
@@ -47,7 +49,7 @@ def _leaf(x: Tensor) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
-_ORACLES = ("inner_grad_oracle", "inner_hvp_oracle", "mixed_oracle", "outer_grads_oracle")
+_ORACLES = ("inner_grad_oracle", "inner_hessian_operator", "mixed_oracle", "outer_grads_oracle")
 _oracle_cache: dict[type, frozenset[str]] = {}
 
 
@@ -120,18 +122,24 @@ class InnerDerivatives:
     ``mixed(v)`` = ∇²_λθ g · v         (dim λ) — the J of the IFT formula above
     ``grad``     = ∇_θ g (detached), available for free.
 
-    When the problem has analytic oracles (``inner_hvp_oracle`` / ``mixed_oracle``) the
-    products use them, and the graph of ∇_θ g is only built if a product without an oracle
-    (or a dense matrix) is asked for.
+    ``counted=False`` keeps its products out of :data:`oracle_counts` (the reverse pass of
+    :func:`unroll`, whose cost is counted like autograd's: one gradient per step).
+
+    When the problem has analytic oracles (``inner_hessian_operator`` / ``mixed_oracle``) the
+    products use them (the operator is built once, at the first product), and the graph of
+    ∇_θ g is only built if a product without an oracle (or a dense matrix) is asked for.
     """
 
-    def __init__(self, problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None):
-        oracle_counts["grad_inner"] += 1
+    def __init__(self, problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None,
+                 counted: bool = True):
+        self._counts = oracle_counts if counted else Counter()
+        self._counts["grad_inner"] += 1
         self.problem, self.batch = problem, batch
         self.theta, self.lam = _leaf(theta), _leaf(lam)
         self._theta, self._lam = theta.detach(), lam.detach()  # what the oracles see
         oracles = _oracles(problem)
-        self._hvp_oracle = "inner_hvp_oracle" in oracles
+        self._hvp_oracle = "inner_hessian_operator" in oracles
+        self._hessian: MatVec | None = None
         self._mixed_oracle = "mixed_oracle" in oracles
         self._grad_oracle = "inner_grad_oracle" in oracles
         self._grad: Tensor | None = None
@@ -160,18 +168,21 @@ class InnerDerivatives:
         return self._grad
 
     def hvp(self, v: Tensor) -> Tensor:
-        oracle_counts["hvp"] += 1
+        self._counts["hvp"] += 1
+        if self._hessian is not None:
+            return self._hessian(v)
         if self._hvp_oracle:
-            out = self.problem.inner_hvp_oracle(self._theta, self._lam, v, self.batch)
-            if out is not NotImplemented:
-                return out
+            operator = self.problem.inner_hessian_operator(self._theta, self._lam, self.batch)
+            if operator is not NotImplemented:
+                self._hessian = operator
+                return operator(v)
             self._hvp_oracle = False
         (out,) = torch.autograd.grad(self._graph(), self.theta, v, retain_graph=True,
                                      allow_unused=True)
         return _zeros_if_none(out, self.theta)
 
     def mixed(self, v: Tensor) -> Tensor:
-        oracle_counts["mixed"] += 1
+        self._counts["mixed"] += 1
         if self._mixed_oracle:
             out = self.problem.mixed_oracle(self._theta, self._lam, v, self.batch)
             if out is not NotImplemented:
@@ -184,7 +195,7 @@ class InnerDerivatives:
     def dense_hessian(self) -> Tensor:
         """H as a dense (dim θ × dim θ) matrix, one batched product per column."""
         eye = torch.eye(self.theta.numel(), dtype=self.theta.dtype, device=self.theta.device)
-        oracle_counts["hvp"] += eye.shape[0]
+        self._counts["hvp"] += eye.shape[0]
         (h,) = torch.autograd.grad(self._graph(), self.theta, eye, retain_graph=True,
                                    is_grads_batched=True)
         return 0.5 * (h + h.T)
@@ -192,7 +203,7 @@ class InnerDerivatives:
     def dense_mixed(self) -> Tensor:
         """J as a dense (dim λ × dim θ) matrix."""
         eye = torch.eye(self.theta.numel(), dtype=self.theta.dtype, device=self.theta.device)
-        oracle_counts["mixed"] += eye.shape[0]
+        self._counts["mixed"] += eye.shape[0]
         (jt,) = torch.autograd.grad(self._graph(), self.lam, eye, retain_graph=True,
                                     is_grads_batched=True, allow_unused=True)
         if jt is None:
@@ -226,7 +237,8 @@ def cg(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: flo
     r = b - matvec(x) if x0 is not None else b.clone()
     p = r.clone()
     rr = _host(torch.dot(r, r), host)
-    stop = _host((tol * torch.linalg.vector_norm(b)) ** 2, host)
+    stop = 0.0 if tol == 0.0 else _host((tol * torch.linalg.vector_norm(b)) ** 2, host)
+    in_place: bool | None = None  # decided at the first product (does A carry a graph?)
     for _ in range(steps):
         if rr <= stop:
             break
@@ -235,14 +247,17 @@ def cg(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: flo
         if pap <= 0:  # A not positive definite along p: stop at the current iterate
             break
         alpha = rr / pap
-        if _no_grad_needed(x, r, p, ap):
-            if isinstance(alpha, float):
-                x.add_(p, alpha=alpha)
-                r.add_(ap, alpha=-alpha)
-            else:
-                x.addcmul_(alpha, p)
-                r.addcmul_(alpha, ap, value=-1.0)
-            rr_new = _host(torch.dot(r, r), host)
+        if in_place is None:
+            in_place = _no_grad_needed(x, r, p, ap)
+        if in_place and isinstance(alpha, float):  # six tensor operations per iteration
+            x.add_(p, alpha=alpha)
+            r.add_(ap, alpha=-alpha)
+            rr_new = float(torch.dot(r, r))
+            torch.add(r, p, alpha=rr_new / rr, out=p)  # p ← r + β p
+        elif in_place:
+            x.addcmul_(alpha, p)
+            r.addcmul_(alpha, ap, value=-1.0)
+            rr_new = torch.dot(r, r)
             p.mul_(rr_new / rr).add_(r)
         else:
             x = x + alpha * p
@@ -325,15 +340,22 @@ def unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
 
     Reverse-mode differentiation of f(θ_T(λ), λ) through this map is the RHG hypergradient
     (Maclaurin et al. 2015; Franceschi et al. 2017, Alg. 1); its memory grows with T.
-    ``lam`` must require grad for the graph to reach it. A problem's ``inner_grad_oracle``
-    (a differentiable torch expression) replaces the double-backward graph of each step.
+    ``lam`` must require grad for the graph to reach it. When the problem has all three inner
+    oracles and ``lr`` is a number, the T steps are one :class:`_ReverseUnroll` node (plain
+    forward steps, the adjoint recursion on the way back); else a problem's
+    ``inner_grad_oracle`` (a differentiable torch expression) or autograd's double-backward
+    graph is recorded step by step.
     """
+    batches = [sample() if sample is not None else None for _ in range(steps)]
+    if isinstance(lr, float) and _REVERSE_ORACLES <= _oracles(problem):
+        oracle_counts["grad_inner"] += steps
+        with torch.enable_grad():
+            return _ReverseUnroll.apply(theta, lam, problem, lr, batches)
     with torch.enable_grad():
         if not theta.requires_grad:
             theta = theta.detach().requires_grad_(True)
         oracle = "inner_grad_oracle" in _oracles(problem)
-        for _ in range(steps):
-            batch = sample() if sample is not None else None
+        for batch in batches:
             oracle_counts["grad_inner"] += 1
             g = problem.inner_grad_oracle(theta, lam, batch) if oracle else NotImplemented
             if g is NotImplemented:
@@ -343,9 +365,71 @@ def unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
     return theta
 
 
+_REVERSE_ORACLES = frozenset({"inner_grad_oracle", "inner_hessian_operator", "mixed_oracle"})
+
+
+class _ReverseUnroll(torch.autograd.Function):
+    """θ_T = Φ_T ∘ … ∘ Φ_1(θ₀) with Φ_t(θ) = θ − η ∇_θ g(θ, λ), and its exact reverse pass.
+
+    Forward: the T steps without a graph, keeping θ_0 … θ_{T−1}. Backward, from a_T = ∂f/∂θ_T
+    (Franceschi et al. 2017, Alg. 1, reverse-HG; the adjoint of each step is its transposed
+    Jacobian, ∂Φ_t/∂θ = I − η H_t and ∂Φ_t/∂λ = −η J_tᵀ with H, J symmetric-in-use as in
+    the module notation):
+
+        d_λ ← d_λ − η J_t a_{t+1},    a_t = a_{t+1} − η H_t a_{t+1},     t = T−1, …, 0
+
+    returning (a_0, d_λ) as the gradients of θ₀ and λ: the same numbers as autograd through
+    the T steps (tests/test_oracles.py), but two oracle products per step instead of the
+    replay of every recorded operation, and only the T iterates stored.
+    Once differentiable: MAML-style second derivatives through it are not available (problems
+    with all three inner oracles do not have θ₀ depending on λ through another graph that
+    needs them).
+    """
+
+    @staticmethod
+    def forward(ctx, theta0: Tensor, lam: Tensor, problem: Problem, lr: float,
+                batches: list[Batch]) -> Tensor:
+        iterates = []
+        theta = theta0.detach()
+        for batch in batches:
+            iterates.append(theta)
+            g = problem.inner_grad_oracle(theta, lam, batch)
+            if g is NotImplemented:
+                g = _autodiff_inner_grad(problem, theta, lam, batch)
+            theta = torch.add(theta, g, alpha=-lr)
+        ctx.save_for_backward(lam, *iterates)
+        ctx.problem, ctx.lr, ctx.batches = problem, lr, batches
+        return theta
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, adjoint: Tensor) -> tuple[Tensor | None, ...]:
+        lam, *iterates = ctx.saved_tensors
+        problem, lr = ctx.problem, ctx.lr
+        a = adjoint.clone()
+        d_lam = torch.zeros_like(lam)
+        for theta, batch in zip(reversed(iterates), reversed(ctx.batches), strict=True):
+            mixed = problem.mixed_oracle(theta, lam, a, batch)
+            hessian = problem.inner_hessian_operator(theta, lam, batch)
+            if mixed is NotImplemented or hessian is NotImplemented:  # autodiff for this step
+                ops = InnerDerivatives(problem, theta, lam, batch, counted=False)
+                mixed, hessian = ops.mixed(a), ops.hvp
+            d_lam.sub_(mixed, alpha=lr)
+            a.sub_(hessian(a), alpha=lr)
+        return a, d_lam, None, None, None
+
+
 def outer_hypergradient(problem: Problem, theta_of_lam: Tensor, lam: Tensor,
                         batch: Batch = None) -> Tensor:
-    """d f(θ(λ), λ) / dλ by reverse mode, for θ(λ) built with a graph (e.g. by :func:`unroll`)."""
+    """d f(θ(λ), λ) / dλ = ∇_λ f + (dθ/dλ)ᵀ ∇_θ f by reverse mode, for θ(λ) built with a graph
+    (e.g. by :func:`unroll`). With the problem's ``outer_grads_oracle`` the backward pass starts
+    at θ(λ) with ∇_θ f (no graph of f is recorded)."""
+    if "outer_grads_oracle" in _oracles(problem):
+        f_theta, f_lam = outer_grads(problem, theta_of_lam, lam, batch)  # counted there
+        if not theta_of_lam.requires_grad:
+            return f_lam
+        (hg,) = torch.autograd.grad(theta_of_lam, lam, f_theta, allow_unused=True)
+        return f_lam if hg is None else f_lam + hg
     oracle_counts["grad_outer"] += 1
     with torch.enable_grad():
         (hg,) = torch.autograd.grad(problem.outer_loss(theta_of_lam, lam, batch), lam,

@@ -15,6 +15,7 @@ A subclass declares class attributes (``name``, ``family``, ``reference``, ``par
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -157,9 +158,16 @@ class Problem(ABC):
         """∇_θ g(θ, λ) (dim θ), or ``NotImplemented`` (the default: autodiff is used)."""
         return NotImplemented
 
-    def inner_hvp_oracle(self, theta: torch.Tensor, lam: torch.Tensor, v: torch.Tensor,
-                         batch: Batch = None) -> torch.Tensor:
-        """∇²_θθ g(θ, λ) · v (dim θ), or ``NotImplemented`` (the default)."""
+    def inner_hessian_operator(self, theta: torch.Tensor, lam: torch.Tensor,
+                               batch: Batch = None
+                               ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """H = ∇²_θθ g(θ, λ) as a linear operator ``v ↦ H v`` (dim θ → dim θ), or
+        ``NotImplemented`` (the default).
+
+        Everything that depends only on the point (θ, λ) — e^λ, the curvature weights of a
+        GLM, or H itself as a small dense matrix — is computed once here, so that the k
+        products of a CG / Neumann solve (and each step of a reverse unroll) pay only for the
+        product itself."""
         return NotImplemented
 
     def mixed_oracle(self, theta: torch.Tensor, lam: torch.Tensor, v: torch.Tensor,

@@ -98,7 +98,8 @@ class RidgeHO(Problem):
         return 0.5 * (residual @ residual) / x.shape[0]
 
     # ------------------------------------------------- analytic oracles (engine fast path)
-    # ∇_θ g = Xᵀ(Xθ − y)/n + e^λ ⊙ θ,  H v = XᵀX v/n + e^λ ⊙ v,  J v = e^λ ⊙ θ ⊙ v
+    # ∇_θ g = Xᵀ(Xθ − y)/n + e^λ ⊙ θ,  H v = XᵀX v/n + e^λ ⊙ v (two tensor operations
+    # per product once e^λ is known),  J v = e^λ ⊙ θ ⊙ v
     # (summed to one entry for a scalar λ); full batch through the precomputed Gram matrix;
     # ∇_θ f = X_valᵀ(X_val θ − y_val)/n_val, ∇_λ f = 0.
     def inner_grad_oracle(self, theta, lam, batch=None):
@@ -109,13 +110,13 @@ class RidgeHO(Problem):
             data = x.T @ (x @ theta - y) / x.shape[0]
         return torch.addcmul(data, lam.exp(), theta)
 
-    def inner_hvp_oracle(self, theta, lam, v, batch=None):
+    def inner_hessian_operator(self, theta, lam, batch=None):
+        weights = lam.exp()  # e^λ, once per point; broadcasts for a scalar λ
         if batch is None:
-            data = self.gram @ v
-        else:
-            x = self.x[batch]
-            data = x.T @ (x @ v) / x.shape[0]
-        return torch.addcmul(data, lam.exp(), v)
+            return lambda v: torch.addmv(weights * v, self.gram, v)
+        x = self.x[batch]
+        x_n = x / x.shape[0]
+        return lambda v: torch.addmv(weights * v, x_n.T, x @ v)
 
     def mixed_oracle(self, theta, lam, v, batch=None):
         out = lam.exp() * theta * v
