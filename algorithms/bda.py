@@ -39,6 +39,10 @@ class BDA(DoubleLoop):
     def weights(self) -> list[float]:
         return [self.alpha0 / (t + 1) for t in range(self.inner_steps)]
 
+    @property
+    def differentiates_through_init(self):
+        return not self.warm_start  # a cold start unrolls from θ₀(λ)
+
     def hypergradient(self, problem, state):
         lam = state.lam.detach().requires_grad_(True)
         lr = self.inner_lr_at(problem, lam)

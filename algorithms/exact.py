@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from blobench.algorithm import ImplicitDoubleLoop
 from blobench.autodiff import dense_solve
+from blobench.errors import NotApplicable
 from blobench.params import Param
 
 MAX_DENSE_DIM = 5000
@@ -26,8 +27,11 @@ class Exact(ImplicitDoubleLoop):
     params = {**ImplicitDoubleLoop.params,
               "inner_steps": Param(int, 100, "T: inner gradient steps per outer step", low=1)}
 
-    def solve(self, problem, ops, b, previous):
+    def init(self, problem, theta0, lam0, generator):
         if problem.dim_inner > MAX_DENSE_DIM:
-            raise ValueError(f"exact: dim θ = {problem.dim_inner} is too large for a dense "
-                             f"Hessian (limit {MAX_DENSE_DIM}); use implicit_cg")
+            raise NotApplicable(f"exact: dim θ = {problem.dim_inner} is too large for a dense "
+                                f"Hessian (limit {MAX_DENSE_DIM}); use implicit_cg")
+        return super().init(problem, theta0, lam0, generator)
+
+    def solve(self, problem, ops, b, previous):
         return dense_solve(ops.dense_hessian(), b)

@@ -23,6 +23,7 @@ import torch
 
 from blobench import autodiff
 from blobench.algorithm import DoubleLoop
+from blobench.errors import NotApplicable
 from blobench.params import Param
 
 
@@ -39,10 +40,14 @@ class ForwardMode(DoubleLoop):
                                   low=1),
     }
 
+    @property
+    def differentiates_through_init(self):
+        return not self.warm_start  # a cold start unrolls from θ₀(λ)
+
     def init(self, problem, theta0, lam0, generator):
         size = problem.dim_inner * problem.dim_outer
         if size > self.max_tangent_size:
-            raise ValueError(f"forward_mode: the tangent dθ/dλ has dim θ · dim λ = {size} "
+            raise NotApplicable(f"forward_mode: the tangent dθ/dλ has dim θ · dim λ = {size} "
                              f"entries (limit max_tangent_size={self.max_tangent_size}); "
                              "forward mode scales with dim λ, use unrolled or truncated")
         return super().init(problem, theta0, lam0, generator)

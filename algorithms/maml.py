@@ -88,6 +88,8 @@ class MAML(DoubleLoop):
     params = _meta_params(1, "adam", None, "meta step size β; None = the problem's (1e-3 on "
                                            "sinusoid, as in the paper)")
 
+    differentiates_through_init = True
+
     def applies_to(self, problem, params=None):
         return _needs_init_outer(problem)
 
@@ -103,6 +105,8 @@ class FOMAML(DoubleLoop):
     family = "meta-learning (initialization)"
     reference = "Finn, Abbeel, Levine 2017 (MAML) §5.2 first-order approximation"
     params = _meta_params(1, "adam", None, "meta step size β; None = the problem's")
+
+    differentiates_through_init = True
 
     def applies_to(self, problem, params=None):
         return _needs_init_outer(problem)
@@ -121,6 +125,8 @@ class Reptile(DoubleLoop):
     family = "meta-learning (initialization)"
     reference = "Nichol, Achiam, Schulman 2018 (Reptile) Alg. 2"
     params = _meta_params(5, "sgd", 0.1, "ε: outer step size (0.1 in the authors' sine demo)")
+
+    differentiates_through_init = True
 
     def applies_to(self, problem, params=None):
         return _needs_init_outer(problem)
@@ -146,6 +152,8 @@ class IMAML(ImplicitDoubleLoop):
         "cg_steps": Param(int, 5, "k: conjugate-gradient iterations", low=1),
         "cg_tol": Param(float, 0.0, "stop CG when ‖r‖ ≤ tol·‖b‖", low=0.0),
     }
+
+    differentiates_through_init = True
 
     def applies_to(self, problem, params=None):
         """``params``: the cell's resolved problem parameters, when the caller has them."""

@@ -34,6 +34,11 @@ class Truncated(DoubleLoop):
                             low=1),
     }
 
+    @property
+    def differentiates_through_init(self):
+        """Only a cold start with K = T unrolls back to θ₀(λ)."""
+        return not self.warm_start and self.truncation == self.inner_steps
+
     def check_config(self) -> None:
         if self.truncation > self.inner_steps:
             raise UserError(f"truncated: truncation K={self.truncation} must be <= "

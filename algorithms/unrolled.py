@@ -21,6 +21,10 @@ class Unrolled(DoubleLoop):
     params = {**DoubleLoop.params,
               "warm_start": Param(bool, False, "start the unroll from the previous θ (else θ₀)")}
 
+    @property
+    def differentiates_through_init(self):
+        return not self.warm_start  # a cold start unrolls from θ₀(λ)
+
     def hypergradient(self, problem, state):
         lam = state.lam.detach().requires_grad_(True)
         theta0 = self.start_theta(problem, state, lam)

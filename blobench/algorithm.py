@@ -67,6 +67,27 @@ class Algorithm(ABC):
         problem parameters, when given), else the reason it does not."""
         return None
 
+    @property
+    def differentiates_through_init(self) -> bool:
+        """Whether the hypergradient includes the path through θ₀(λ) (cold-start unrolling,
+        the MAML family); see :meth:`Problem.lam_in_losses`."""
+        return False
+
+    def skip_reason(self, problem: type[Problem], params: dict[str, Any] | None = None
+                    ) -> str | None:
+        """Why this configuration does not run on this problem (None: it runs): the structural
+        rule below, then the entry's own :meth:`applies_to`. What planning, tuning and
+        ``blobench check`` ask.
+
+        Rule: where λ acts only through θ₀(λ) (``not problem.lam_in_losses(params)``) an
+        algorithm that does not differentiate through θ₀ computes a hypergradient that is
+        identically zero, so it would only rank the initial λ."""
+        if (problem.inner_init_is_outer and not problem.lam_in_losses(params)
+                and not self.differentiates_through_init):
+            return ("λ enters this problem only as θ's initialization (∇_λ g = ∇_λ f = 0): "
+                    "a hypergradient that does not differentiate through θ₀(λ) is zero")
+        return self.applies_to(problem, params)
+
     @abstractmethod
     def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
              ) -> State:

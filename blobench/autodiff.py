@@ -89,9 +89,7 @@ def inner_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = Non
     oracle_counts["grad_inner"] += 1
     theta, lam = _leaf(theta), _leaf(lam)
     with torch.enable_grad():
-        gt, gl = torch.autograd.grad(problem.inner_loss(theta, lam, batch), (theta, lam),
-                                     allow_unused=True)
-    return gt, _zeros_if_none(gl, lam)
+        return _grads_or_zeros(problem.inner_loss(theta, lam, batch), (theta, lam))
 
 
 def outer_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None
@@ -105,13 +103,20 @@ def outer_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = Non
             return out
     theta, lam = _leaf(theta), _leaf(lam)
     with torch.enable_grad():
-        ft, fl = torch.autograd.grad(problem.outer_loss(theta, lam, batch), (theta, lam),
-                                     allow_unused=True)
-    return _zeros_if_none(ft, theta), _zeros_if_none(fl, lam)
+        return _grads_or_zeros(problem.outer_loss(theta, lam, batch), (theta, lam))
 
 
 def _zeros_if_none(g: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
+
+
+def _grads_or_zeros(output: Tensor, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """∂output/∂input for each input, zeros where the output does not depend on it (also when
+    it depends on none of them, e.g. ∇_λ g of a problem whose λ enters only θ₀)."""
+    if not output.requires_grad:
+        return tuple(torch.zeros_like(x) for x in inputs)
+    grads = torch.autograd.grad(output, inputs, allow_unused=True)
+    return tuple(_zeros_if_none(g, x) for g, x in zip(grads, inputs, strict=True))
 
 
 # -------------------------------------------------------------------- second order
@@ -432,9 +437,7 @@ def outer_hypergradient(problem: Problem, theta_of_lam: Tensor, lam: Tensor,
         return f_lam if hg is None else f_lam + hg
     oracle_counts["grad_outer"] += 1
     with torch.enable_grad():
-        (hg,) = torch.autograd.grad(problem.outer_loss(theta_of_lam, lam, batch), lam,
-                                    allow_unused=True)
-    return _zeros_if_none(hg, lam)
+        return _grads_or_zeros(problem.outer_loss(theta_of_lam, lam, batch), (lam,))[0]
 
 
 # ------------------------------------------------- forward mode, finite differences, aggregation
@@ -507,9 +510,7 @@ def mixed_fd(problem: Problem, theta: Tensor, lam: Tensor, v: Tensor, eps: float
         oracle_counts["grad_inner"] += 1
         lam_ = _leaf(lam)
         with torch.enable_grad():
-            (gl,) = torch.autograd.grad(problem.inner_loss(t.detach(), lam_, batch), lam_,
-                                        allow_unused=True)
-        return _zeros_if_none(gl, lam_)
+            return _grads_or_zeros(problem.inner_loss(t.detach(), lam_, batch), (lam_,))[0]
 
     return (grad_lam(theta + eps * v) - grad_lam(theta - eps * v)) / (2.0 * eps)
 

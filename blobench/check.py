@@ -56,10 +56,10 @@ def check_algorithm(registry: Registry, name: str, steps: int = 20,
         return [Finding("hyperparameters", False, f"{type(exc).__name__}: {exc}")]
     for pname in GROUND_TRUTH_PROBLEMS:
         pcls = registry.problems.get(pname) if pname in chosen else None
-        if pcls is None or algorithm.applies_to(pcls):
+        if pcls is None or algorithm.skip_reason(pcls):
             continue
         findings.append(_hypergradient_check(cls, pcls, steps))
-    applicable = [p for p in chosen if not algorithm.applies_to(registry.problems[p])]
+    applicable = [p for p in chosen if not algorithm.skip_reason(registry.problems[p])]
     det_problem = next((p for p in GROUND_TRUTH_PROBLEMS if p in applicable),
                        applicable[0] if applicable else None)
     if det_problem:
@@ -72,7 +72,7 @@ def check_algorithm(registry: Registry, name: str, steps: int = 20,
                                 "same seed, same trace" if same else "traces differ"))
     for pname in chosen:
         pcls = registry.problems[pname]
-        reason = algorithm.applies_to(pcls)
+        reason = algorithm.skip_reason(pcls)
         if reason:
             findings.append(Finding(f"runs on {pname}", True, f"skipped: {reason}"))
             continue

@@ -185,7 +185,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for pname, param in cls.params.items():
                 print(f"      {pname}: {param.describe()}  {param.help}")
             skips = [p for p, pc in sorted(registry.problems.items())
-                     if cls().applies_to(pc)]
+                     if cls().skip_reason(pc)]
             if skips:
                 print(f"      does not apply to: {', '.join(skips)}")
     return 0

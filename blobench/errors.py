@@ -14,6 +14,12 @@ class PluginError(UserError):
     """A problem or algorithm entry that violates the API."""
 
 
+class NotApplicable(Exception):
+    """Raised by an algorithm that cannot run on this problem *instance* (e.g. its size, known
+    only once built): the cell is recorded with status ``not_applicable`` and its reason, and
+    leaderboards list it apart from the ranked (and the failed) configurations."""
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """Error for an unknown ``name`` of ``kind``, listing the valid ones and a close match."""
     valid = sorted(valid)

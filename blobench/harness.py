@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from blobench import autodiff
-from blobench.errors import UserError
+from blobench.errors import NotApplicable, UserError
 from blobench.memory import PeakMemory, step_tensor_peak
 from blobench.metrics import evaluate_state
 from blobench.params import resolve
@@ -143,7 +143,7 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
                 provenance = {"params": taken, "settings": tuned.get("path", ""),
                               "key": f"{plabel}/{size}/{acls.name}",
                               "code": entry.get("code", {})}
-            reason = acls(**aparams).applies_to(pcls, pparams)
+            reason = acls(**aparams).skip_reason(pcls, pparams)
             if reason:
                 skipped.append((pcls.name, label, reason))
                 continue
@@ -263,6 +263,8 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
             if record["status"] == "ok" and not _finite(row, [state.theta, state.lam]):
                 record.update(status="diverged", failed_step=steps_done,
                               message="non-finite outer loss or iterate")
+    except NotApplicable as exc:
+        record.update(status="not_applicable", message=str(exc))
     except Exception as exc:
         tb = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" at {tb[0].filename}:{tb[0].lineno}" if tb else ""

@@ -230,6 +230,19 @@ def _figures(stem: str, out: Path, traces: pd.DataFrame, final: pd.DataFrame,
     return [(t, p) for t, p in figs if p is not None]
 
 
+def _not_applicable_section(inapplicable: pd.DataFrame, problem: str, size: str) -> list[str]:
+    """The configurations that declined this problem instance (status ``not_applicable``)."""
+    rows = inapplicable[(inapplicable["problem"] == problem) & (inapplicable["size"] == size)]
+    if rows.empty:
+        return []
+    lines = ["## Not applicable here", "",
+             "These configurations declined this problem instance (not a failure; not ranked):",
+             ""]
+    for label, group in rows.groupby("label", sort=True):
+        lines.append(f"- `{label}`: {group['message'].iloc[0]}")
+    return [*lines, ""]
+
+
 def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
                       command: str = "blobench leaderboard", figures: bool = True
                       ) -> list[Path]:
@@ -240,10 +253,13 @@ def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     provenance = _provenance(command)
     written, index = [], []
+    inapplicable = final
     if final.empty:
         index.append("No results yet: run `blobench run` first.")
     else:
         final = add_time_to_target(final, traces)
+        inapplicable = final[final["status"] == "not_applicable"]
+        final = final[final["status"] != "not_applicable"]
     groups = final.groupby(["problem", "size"], sort=True) if not final.empty else []
     for (problem, size), group in groups:
         cls = registry.problems.get(problem)
@@ -279,6 +295,7 @@ def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
                 "θ_restart re-solved from a fresh θ₀ (> 0: the algorithm's θ carries "
                 "outer-objective information λ alone does not give back).", "",
                 markdown_table(table, BIAS_COLUMNS, status=False), ""]
+        page += _not_applicable_section(inapplicable, problem, size)
         page[page.index("## Accuracy and cost"):page.index("## Accuracy and cost")] = \
             _budget_and_tuning(registry, cls, size, group, records)
         if figures:

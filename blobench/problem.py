@@ -180,6 +180,15 @@ class Problem(ABC):
         """(∇_θ f(θ, λ), ∇_λ f(θ, λ)), or ``NotImplemented`` (the default)."""
         return NotImplemented
 
+    @classmethod
+    def lam_in_losses(cls, params: dict[str, Any] | None = None) -> bool:
+        """Whether λ enters g or f directly (for these resolved parameters; None = defaults).
+
+        False only for problems where λ acts solely through θ₀(λ) (``inner_init_is_outer``
+        without a term in λ, e.g. MAML without iMAML's proximal term): there ∇_λ g = ∇_λ f = 0,
+        and every hypergradient that does not differentiate through θ₀ is identically zero."""
+        return True
+
     def has(self, method: str) -> bool:
         """Whether this problem overrides the optional ground-truth ``method``."""
         return getattr(type(self), method) is not getattr(Problem, method)

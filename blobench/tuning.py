@@ -290,7 +290,7 @@ def tune_pair(registry: Registry, problem_text: str, algorithm_text: str, *, siz
     for ppoint in pgrid:
         pparams = resolve(pname, pcls.params, {**pcls.sizes[size], **ppoint})
         plabel = format_entry(pname, _non_default(pparams, preset))
-        reason = acls(**fixed).applies_to(pcls, pparams)
+        reason = acls(**fixed).skip_reason(pcls, pparams)
         if reason:
             print(f"skipped {plabel} × {aname}: {reason}", file=sys.stderr)
             continue

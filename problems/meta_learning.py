@@ -55,6 +55,11 @@ class _FewShot(Problem):
 
     family = "meta-learning"
     inner_init_is_outer = True
+
+    @classmethod
+    def lam_in_losses(cls, params=None):
+        """λ enters g only through the proximal term (ρ/2)‖θ_i − λ‖² (f never)."""
+        return ((params or {}).get("proximal", cls.params["proximal"].default)) > 0
     common_params: dict[str, Param] = {
         "n_tasks": Param(int, 25, "meta-training tasks in the pool (all used every step)",
                          low=1),

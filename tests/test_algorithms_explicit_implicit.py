@@ -14,7 +14,8 @@ import torch
 from conftest import hypergrad_after_one_step, rel_error
 
 from blobench import autodiff
-from blobench.errors import UserError
+from blobench.errors import NotApplicable, UserError
+from blobench.harness import plan, run_cell
 from blobench.params import Param
 from blobench.problem import Problem
 
@@ -442,6 +443,12 @@ def test_explicit_estimators_differentiate_through_an_init_that_is_lambda(regist
 def test_forward_mode_refuses_a_too_large_tangent(registry):
     problem = registry.problem("quadratic")(seed=0)
     alg = registry.algorithm("forward_mode")(max_tangent_size=100)
-    with pytest.raises(ValueError, match="dim θ · dim λ = 300"):
+    with pytest.raises(NotApplicable, match="dim θ · dim λ = 300"):
         alg.init(problem, problem.init_inner(None, None), problem.init_outer(None),
                  torch.Generator().manual_seed(0))
+    # the harness records it as not applicable (with the reason), not as a failure
+    cells, _ = plan(registry, ["quadratic"], ["forward_mode[max_tangent_size=100]"], [0],
+                    steps=3)
+    record = run_cell(registry, cells[0])
+    assert record["status"] == "not_applicable", record["message"]
+    assert "dim θ · dim λ = 300" in record["message"] and record["steps_done"] == 0

@@ -87,3 +87,21 @@ def test_compare_two_configs_and_two_stores(store, tmp_path, capsys):
     assert main(["leaderboard", "--results", str(store), "--out", str(out), "--compare",
                  "nope", "nada"]) == 2
     assert "known:" in capsys.readouterr().err
+
+
+def test_not_applicable_cells_are_listed_not_ranked(tmp_path):
+    """A configuration that declines the built problem (forward mode over its tangent size
+    limit) is recorded as not_applicable and listed apart: not a failure, not a ranked row."""
+    res, out = tmp_path / "res", tmp_path / "lb"
+    assert main(["run", "-p", "quadratic", "-a", "implicit_cg", "-a",
+                 "forward_mode[max_tangent_size=100]", "--seeds", "1", "--steps", "3",
+                 "--results", str(res), "--no-progress"]) == 0
+    statuses = sorted(json.loads(p.read_text())["status"] for p in res.glob("*.json"))
+    assert statuses == ["not_applicable", "ok"]
+    assert main(["leaderboard", "--results", str(res), "--out", str(out), "--no-figures"]) == 0
+    page = (out / "quadratic-quick.md").read_text()
+    ranking = page.split("## Accuracy and cost")[1].split("##")[0]
+    assert "forward_mode" not in ranking and "`implicit_cg`" in ranking
+    section = page.split("## Not applicable here")[1]
+    assert "`forward_mode[max_tangent_size=100]`" in section and "dim θ · dim λ" in section
+    assert len(pd.read_csv(out / "quadratic-quick.csv")) == 1

@@ -244,3 +244,39 @@ def test_flatmodel_roundtrip_and_init():
     parts = model.unflatten(w1)
     assert parts["0.weight"].abs().max() <= 3 ** -0.5 and parts["2.bias"].abs().max() <= 5 ** -0.5
     assert parts["2.weight"].abs().max() > 0.5 * 5 ** -0.5  # not a degenerate init
+
+
+def test_init_only_problems_skip_algorithms_whose_hypergradient_is_zero(reg):
+    """On sinusoid without a proximal term λ only sets θ₀: methods that do not differentiate
+    through θ₀ would compute exactly zero (checked), so planning skips them with the reason;
+    with ρ > 0 they run (darts_fd used to crash there: ∇_λ g of a λ-free loss)."""
+    cls = reg.problem("sinusoid")
+    zero = {"proximal": 0.0}
+    for name in ("implicit_cg", "darts_fd", "penalty", "neumann"):
+        assert "θ's initialization" in reg.algorithm(name)().skip_reason(cls, zero)
+        assert reg.algorithm(name)().skip_reason(cls, {"proximal": 2.0}) is None
+    assert "θ's initialization" in reg.algorithm("unrolled")(warm_start=True).skip_reason(
+        cls, zero)
+    assert "θ's initialization" in reg.algorithm("truncated")(
+        inner_steps=5, truncation=2).skip_reason(cls, zero)
+    for alg in (reg.algorithm("unrolled")(), reg.algorithm("bda")(),
+                reg.algorithm("truncated")(inner_steps=5, truncation=5),
+                reg.algorithm("maml")(), reg.algorithm("reptile")()):
+        assert alg.skip_reason(cls, zero) is None, alg.name
+    # the rule is true: the skipped hypergradients are zero, the kept one is not
+    prob = cls(seed=0, n_tasks=3)
+    lam = prob.init_outer(torch.Generator().manual_seed(0))
+    for name, params in (("implicit_cg", {}), ("darts_fd", {}), ("unrolled", {})):
+        st = _one_step(reg.algorithm(name)(inner_steps=3, **params), prob, lam)
+        norm = float(torch.linalg.vector_norm(st.hypergrad))
+        assert (norm > 1e-6) == (name == "unrolled"), (name, norm)
+    # with a proximal term darts_fd's finite-difference mixed product is the real one
+    prox = cls(seed=0, n_tasks=3, proximal=2.0)
+    st = _one_step(reg.algorithm("darts_fd")(), prox, lam)
+    assert float(torch.linalg.vector_norm(st.hypergrad)) > 1e-6
+    # planning reports the skip with its reason
+    from blobench.harness import plan
+
+    cells, skipped = plan(reg, ["sinusoid"], ["implicit_cg", "maml"], [0])
+    assert [c.algorithm for c in cells] == ["maml"]
+    assert any("θ's initialization" in reason for _, _, reason in skipped)
