@@ -12,7 +12,7 @@ Rules (each is tested in ``tests/test_tuning.py``):
   n) | IntRange(low, high, n) | Choice([...])}`` (see :mod:`blobench.params`); a relative
   ``LogUniform(..., relative="outer"|"inner")`` multiplies the problem's
   ``outer_step_size()`` or ``inner_step_size(λ₀)`` (its 1/L). Without a declaration the
-  default space (:func:`default_space`) is: ``outer_lr`` ∈ {0.1, 1, 10} × the problem's
+  default space (:func:`default_space`) is: ``outer_lr`` ∈ {0.1, 1, 10, 100} × the problem's
   outer step; ``inner_lr`` (and BOME's ``lr``) ∈ {0.3, 1} × the problem's 1/L; and, only under
   a budget in seconds, ``inner_steps`` ∈ {5, 16, 50} (under an outer-step budget more inner
   steps only buy more compute, so T is not tuned there). Bracket lists on the command line
@@ -73,7 +73,7 @@ DEFAULT_SETTINGS = "leaderboards/tuned_settings.json"
 TUNING_SEED_BASE = 1000
 FORMAT = 1
 #: the default search space (see the module docstring)
-OUTER_LR = LogUniform(0.1, 10.0, 3, relative="outer")
+OUTER_LR = LogUniform(0.1, 100.0, 4, relative="outer")
 INNER_LR = LogUniform(0.3, 1.0, 2, relative="inner")
 INNER_STEPS = IntRange(5, 50, 3, log=True)
 INNER_LR_NAMES = ("inner_lr", "lr")
