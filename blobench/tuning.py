@@ -426,5 +426,29 @@ def command(args: argparse.Namespace) -> int:
                 print(f"{key}: {entry['params']}  {entry['validation_metric']}="
                       f"{entry['score']:.4g}  ({n_ok}/{len(entry['trials'])} trials ok)")
                 save_settings(settings, args.settings)  # after each pair: resumable
+    for key, reason in prune_inapplicable(registry, settings):
+        print(f"removed {key}: the pair no longer runs ({reason})", file=sys.stderr)
+        save_settings(settings, args.settings)
     print(f"wrote {args.settings}")
     return 1 if failed else 0
+
+
+def prune_inapplicable(registry: Registry, settings: dict[str, Any]
+                       ) -> list[tuple[str, str]]:
+    """Remove (and return with the reason) the entries of pairs that planning now skips, e.g.
+    after an applicability rule changed; entries of unknown entries are kept (a plugin folder
+    may just not be loaded)."""
+    removed = []
+    for key, entry in list(settings["settings"].items()):
+        pcls = registry.problems.get(entry["problem"])
+        acls = registry.algorithms.get(entry["algorithm"])
+        if pcls is None or acls is None:
+            continue
+        try:
+            reason = acls(**entry.get("fixed", {})).skip_reason(pcls, entry["problem_params"])
+        except UserError:  # a fixed value no longer valid: left to the staleness check
+            continue
+        if reason:
+            del settings["settings"][key]
+            removed.append((key, reason))
+    return removed

@@ -161,3 +161,22 @@ def test_all_trials_diverge_entry_recorded_not_applied(tmp_path):
     [cell], _ = plan(get_registry([PLUGINS]), ["tuning_toy"], ["toy_descent"], [0],
                      tuned=load_settings(settings))
     assert cell.label == "toy_descent" and not cell.tuned
+
+
+def test_prune_removes_entries_of_pairs_planning_now_skips():
+    from blobench.tuning import prune_inapplicable
+
+    reg = get_registry()
+    sinus = reg.problem("sinusoid")
+    params = {**{k: p.default for k, p in sinus.params.items()}, **sinus.sizes["quick"]}
+
+    def entry(algorithm, **overrides):
+        return {"problem": "sinusoid", "algorithm": algorithm, "fixed": {},
+                "problem_params": {**params, **overrides}}
+
+    settings = {"settings": {"a": entry("implicit_cg"), "b": entry("maml"),
+                             "c": entry("implicit_cg", proximal=2.0),
+                             "d": {**entry("implicit_cg"), "algorithm": "not_loaded"}}}
+    removed = prune_inapplicable(reg, settings)
+    assert [k for k, _ in removed] == ["a"] and "θ's initialization" in removed[0][1]
+    assert sorted(settings["settings"]) == ["b", "c", "d"]
