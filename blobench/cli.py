@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="side by side: two results folders, or two algorithm "
                            "configurations (labels as on the pages) of --results")
     p_lb.add_argument("--no-figures", action="store_true", help="tables only, no PNG")
+    p_lb.add_argument("--all-versions", action="store_true",
+                      help="also use records made by older code of an entry or the engine "
+                           "(default: current code only)")
     common(p_lb)
 
     for name, (module, help_text) in EXTENSIONS.items():
@@ -250,7 +253,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     written = write_leaderboard(registry, ResultsStore(args.results), Path(args.out),
-                                command=command, figures=not args.no_figures)
+                                command=command, figures=not args.no_figures,
+                                all_versions=args.all_versions)
     print(f"wrote {len(written)} file(s) to {args.out}/")
     return 0
 

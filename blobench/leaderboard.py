@@ -29,7 +29,7 @@ from blobench import plots
 from blobench.registry import Registry, summary_line
 from blobench.results import flatten, latest
 from blobench.store import ResultsStore
-from blobench.version import git_describe
+from blobench.version import code_version, git_describe
 
 TARGET_REL = 0.01
 
@@ -68,8 +68,26 @@ INDEX_WINNERS = [
 
 
 # --------------------------------------------------------------------------- frames
-def _records(store: ResultsStore) -> list[dict[str, Any]]:
-    return latest(store.records())
+def _records(store: ResultsStore, registry: Registry | None = None) -> list[dict[str, Any]]:
+    """The latest record per cell; with ``registry``, only records made by the current code of
+    their problem and algorithm entries (and engine): a page never mixes in results of code
+    that has since changed. Records of entries not loaded now are kept."""
+    records = latest(store.records())
+    if registry is None:
+        return records
+    current: dict[tuple[str, str], str | None] = {}
+    kept = []
+    for rec in records:
+        pair = (rec["config"]["problem"], rec["config"]["algorithm"])
+        if pair not in current:
+            try:
+                current[pair] = code_version(registry.source_file("problem", pair[0]),
+                                             registry.source_file("algorithm", pair[1]))
+            except KeyError:
+                current[pair] = None
+        if current[pair] is None or rec["code_version"] == current[pair]:
+            kept.append(rec)
+    return kept
 
 
 def _trace_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -244,10 +262,11 @@ def _not_applicable_section(inapplicable: pd.DataFrame, problem: str, size: str)
 
 
 def write_leaderboard(registry: Registry, store: ResultsStore, out: Path,
-                      command: str = "blobench leaderboard", figures: bool = True
-                      ) -> list[Path]:
-    """Write the index and per-problem pages; returns the written paths."""
-    records = _records(store)
+                      command: str = "blobench leaderboard", figures: bool = True,
+                      all_versions: bool = False) -> list[Path]:
+    """Write the index and per-problem pages; returns the written paths. Only results of the
+    current code are used unless ``all_versions``."""
+    records = _records(store, None if all_versions else registry)
     final = _final_frame(records)
     traces = _trace_frame(records)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,14 @@ by hand, figures written, --compare of two stores and of two configurations."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from blobench.cli import main
+from blobench.store import ResultsStore
 
 ALGS = ["-a", "unrolled[inner_steps=[5,20],warm_start=[true,false]]", "-a", "implicit_cg",
         "-a", "unrolled[outer_lr=1e9]"]
@@ -105,3 +107,21 @@ def test_not_applicable_cells_are_listed_not_ranked(tmp_path):
     section = page.split("## Not applicable here")[1]
     assert "`forward_mode[max_tangent_size=100]`" in section and "dim θ · dim λ" in section
     assert len(pd.read_csv(out / "quadratic-quick.csv")) == 1
+
+
+def test_pages_use_only_records_of_the_current_code(store, tmp_path):
+    """A record made by older code of its entries (another code version) is left out of the
+    pages by default and shown with --all-versions."""
+    res = tmp_path / "res"
+    shutil.copytree(store, res)
+    old = json.loads(next(res.glob("*.json")).read_text())
+    old["code_version"], old["label"] = "000000000000", "unrolled[inner_steps=7]"
+    old["config_id"] = old["key"] = "oldversion"
+    old["config"]["algorithm_params"]["inner_steps"] = 7
+    ResultsStore(res).write(old)
+    out = tmp_path / "lb"
+    assert main(["leaderboard", "--results", str(res), "--out", str(out), "--no-figures"]) == 0
+    assert "inner_steps=7" not in (out / "ridge_ho-quick.md").read_text()
+    assert main(["leaderboard", "--results", str(res), "--out", str(out), "--no-figures",
+                 "--all-versions"]) == 0
+    assert "inner_steps=7" in (out / "ridge_ho-quick.md").read_text()

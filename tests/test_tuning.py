@@ -140,6 +140,11 @@ def test_stale_setting_is_flagged(tmp_path):
     registry = Registry([plugins])
     [(key, changed)] = stale_entries(registry, load_settings(settings))
     assert key == "tuning_toy/quick/toy_descent" and changed[0].endswith("tuning_toy.py")
+    # the edited problem's cells rerun (pages use current-code results only), with the stale
+    # tuned setting, and the page says so
+    assert main(["run", "--plugins", str(plugins), "-p", "tuning_toy", "-a", "toy_descent",
+                 "--seeds", "1", "--in-process", "--no-progress", "--settings", str(settings),
+                 "--results", str(res)]) == 0
     write_leaderboard(registry, ResultsStore(res), tmp_path / "lb", figures=False)
     page = (tmp_path / "lb" / "tuning_toy-quick.md").read_text()
     assert "stale" in page and "tuning_toy.py" in page
