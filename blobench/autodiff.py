@@ -377,9 +377,9 @@ class _ReverseUnroll(torch.autograd.Function):
     """θ_T = Φ_T ∘ … ∘ Φ_1(θ₀) with Φ_t(θ) = θ − η ∇_θ g(θ, λ), and its exact reverse pass.
 
     Forward: the T steps without a graph, keeping θ_0 … θ_{T−1}. Backward, from a_T = ∂f/∂θ_T
-    (Franceschi et al. 2017, Alg. 1, reverse-HG; the adjoint of each step is its transposed
-    Jacobian, ∂Φ_t/∂θ = I − η H_t and ∂Φ_t/∂λ = −η J_tᵀ with H, J symmetric-in-use as in
-    the module notation):
+    (Franceschi et al. 2017, Alg. 1, reverse-HG): the adjoint of a step is its transposed
+    Jacobian, ∂Φ_t/∂θ = I − η H_t (H symmetric) and ∂Φ_t/∂λ = −η J_tᵀ (J is dim λ × dim θ, as
+    in the module notation), so
 
         d_λ ← d_λ − η J_t a_{t+1},    a_t = a_{t+1} − η H_t a_{t+1},     t = T−1, …, 0
 
