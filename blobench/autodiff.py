@@ -64,6 +64,15 @@ def _oracles(problem: Problem) -> frozenset[str]:
     return found
 
 
+def _call_oracle(problem: Problem, hook: str, *args: object) -> object:
+    """The problem's analytic oracle ``hook`` called without recording a graph, or
+    ``NotImplemented`` when the problem has none (or declines this call)."""
+    if hook not in _oracles(problem):
+        return NotImplemented
+    with torch.no_grad():
+        return getattr(problem, hook)(*args)
+
+
 def _autodiff_inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch) -> Tensor:
     theta = _leaf(theta)
     with torch.enable_grad():
@@ -75,12 +84,8 @@ def _autodiff_inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Ba
 def inner_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None) -> Tensor:
     """∇_θ g(θ, λ), detached (the problem's analytic oracle when it has one)."""
     oracle_counts["grad_inner"] += 1
-    if "inner_grad_oracle" in _oracles(problem):
-        with torch.no_grad():
-            g = problem.inner_grad_oracle(theta.detach(), lam.detach(), batch)
-        if g is not NotImplemented:
-            return g
-    return _autodiff_inner_grad(problem, theta, lam, batch)
+    g = _call_oracle(problem, "inner_grad_oracle", theta.detach(), lam.detach(), batch)
+    return _autodiff_inner_grad(problem, theta, lam, batch) if g is NotImplemented else g
 
 
 def inner_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = None
@@ -96,11 +101,9 @@ def outer_grads(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch = Non
                 ) -> tuple[Tensor, Tensor]:
     """(∇_θ f, ∇_λ f), detached: one backward pass (or the problem's analytic oracle)."""
     oracle_counts["grad_outer"] += 1
-    if "outer_grads_oracle" in _oracles(problem):
-        with torch.no_grad():
-            out = problem.outer_grads_oracle(theta.detach(), lam.detach(), batch)
-        if out is not NotImplemented:
-            return out
+    out = _call_oracle(problem, "outer_grads_oracle", theta.detach(), lam.detach(), batch)
+    if out is not NotImplemented:
+        return out
     theta, lam = _leaf(theta), _leaf(lam)
     with torch.enable_grad():
         return _grads_or_zeros(problem.outer_loss(theta, lam, batch), (theta, lam))
