@@ -20,6 +20,9 @@ POSITIVE: dict[str, Any] = {"low": 0.0, "low_open": True}
 
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 
+#: the floating-point precisions a problem may run in (see :func:`dtype_param`)
+DTYPES = ("float32", "float64")
+
 
 @dataclass(frozen=True)
 class Param:
@@ -79,6 +82,28 @@ class Param:
         if self.check is not None and not self.check[0](value):
             raise UserError(f"hyperparameter {name}={value!r}: {self.check[1]}")
         return value
+
+
+def dtype_param(default: str = "float64") -> Param:
+    """The ``dtype`` parameter of a problem: ``float32`` or ``float64`` (see :data:`DTYPES`).
+
+    Shared convention: ``full`` sizes of paper-scale problems default to ``float32`` (the
+    field's default, e.g. benchopt's bilevel benchmark); tests needing precision pass
+    ``dtype="float64"``. Turn the string into a torch dtype with :func:`torch_dtype`.
+    """
+    if default not in DTYPES:
+        raise ValueError(f"dtype_param default must be one of {DTYPES}, got {default!r}")
+    return Param(str, default, "floating-point precision of the problem's tensors",
+                 choices=DTYPES)
+
+
+def torch_dtype(name: str) -> Any:
+    """``"float32"``/``"float64"`` → ``torch.float32``/``torch.float64``."""
+    import torch
+
+    if name not in DTYPES:
+        raise UserError(f"dtype {name!r} is not one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
 
 
 def _convert(name: str, typ: type, value: Any) -> Any:

@@ -64,3 +64,18 @@ def test_bad_values_name_the_parameter(given, words):
     with pytest.raises(UserError, match="alg") as err:
         resolve("alg", PARAMS, given)
     assert words in str(err.value)
+
+
+def test_dtype_param_accepts_the_two_precisions_and_rejects_others():
+    import torch
+
+    from blobench.params import dtype_param, torch_dtype
+
+    spec = {"dtype": dtype_param("float32")}
+    assert resolve("p", spec, {}) == {"dtype": "float32"}
+    assert resolve("p", spec, {"dtype": "float64"}) == {"dtype": "float64"}
+    assert torch_dtype("float32") is torch.float32 and torch_dtype("float64") is torch.float64
+    with pytest.raises(UserError, match=r"float16.*not one of"):
+        resolve("p", spec, {"dtype": "float16"})
+    with pytest.raises(ValueError):
+        dtype_param("half")
