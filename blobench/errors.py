@@ -20,6 +20,17 @@ class NotApplicable(Exception):
     leaderboards list it apart from the ranked (and the failed) configurations."""
 
 
+class DataMissing(NotApplicable):
+    """A dataset a problem needs is not on this machine (see :mod:`blobench.data`): a planned
+    cell is recorded ``not_applicable`` with this message and the rest of the suite runs."""
+
+    @classmethod
+    def of(cls, dataset: str, looked: str = "") -> DataMissing:
+        """The error for ``dataset``: "data missing: run `blobench data fetch <dataset>`"."""
+        where = f" (looked in {looked})" if looked else ""
+        return cls(f"data missing: run `blobench data fetch {dataset}`{where}")
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """Error for an unknown ``name`` of ``kind``, listing the valid ones and a close match."""
     valid = sorted(valid)
