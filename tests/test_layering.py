@@ -1,0 +1,151 @@
+"""The layering rules of docs/architecture.md, checked on the real import graph.
+
+Every module of the engine belongs to exactly one layer; a module may import from its own
+layer and the layers below it (``ALLOWED``). Plugins (``algorithms/``, ``problems/``) may
+import only the layers a contributor writes against. Imports inside functions count: a lazy
+import is still a dependency. A new module must be placed in a layer here (and in
+docs/architecture.md) before it can land — the test names the file to edit.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = ROOT / "blobench"
+
+#: layer of each engine module (top-level name under blobench/; a package counts as one)
+LAYERS: dict[str, str] = {
+    # the plugin API a contributor writes against: the contracts (errors, typed
+    # parameters, the Problem API), the differentiation primitives, the algorithm bases
+    "errors": "contracts", "params": "contracts", "problem": "contracts",
+    "autodiff": "autodiff",
+    "__init__": "bases", "algorithm": "bases", "single_loop": "bases",
+    # shared model / data helpers for problems
+    "glm": "toolkit", "flatmodel": "toolkit", "datasets": "toolkit", "data": "toolkit",
+    "sampling": "toolkit",
+    # plan → run a cell → supervise cells → store records
+    "registry": "execution", "spec": "execution", "version": "execution",
+    "memory": "execution", "metrics": "execution", "harness": "execution",
+    "runner": "execution", "store": "execution", "validate": "execution",
+    "_forkserver_preload": "execution",
+    # results tables, pages, figures, the HTML site
+    "results": "reporting", "leaderboard": "reporting", "plots": "reporting",
+    "site": "reporting", "reporting": "reporting", "schema": "reporting",
+    # workflows built on top
+    "tuning": "workflows", "reproduce": "workflows", "bench": "workflows",
+    "check": "workflows", "scaffold": "workflows", "api": "workflows",
+    # the command line
+    "cli": "cli", "__main__": "cli",
+}
+
+ORDER = ["contracts", "autodiff", "bases", "toolkit", "execution", "reporting", "workflows", "cli"]
+
+#: what each layer may import (besides itself); reporting reads records, it does not run cells
+ALLOWED: dict[str, set[str]] = {
+    "contracts": set(),
+    "autodiff": {"contracts"},
+    "bases": {"contracts", "autodiff"},
+    "toolkit": {"contracts", "autodiff"},
+    "execution": {"contracts", "autodiff", "bases", "toolkit"},
+    "reporting": {"contracts", "execution"},
+    "workflows": {"contracts", "autodiff", "bases", "toolkit", "execution", "reporting"},
+    "cli": set(ORDER),
+}
+
+#: what a plugin file may import
+PLUGIN_ALLOWED = {"contracts", "autodiff", "bases", "toolkit"}
+
+#: imports that break the rules today, each with the reason it is tolerated; the list may
+#: only shrink (a stale entry fails the test, so a fixed violation is removed from here)
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
+    ("leaderboard", "tuning"): "pages flag tuned settings whose files changed (issue 19: "
+                               "resolve tuned-settings provenance into records instead)",
+}
+
+
+def _engine_module(node: ast.AST) -> list[str]:
+    """Top-level engine modules an import statement names (``blobench.x.y`` → ``x``)."""
+    names: list[str] = []
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            parts = alias.name.split(".")
+            if parts[0] == "blobench":
+                names.append(parts[1] if len(parts) > 1 else "__init__")
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        parts = node.module.split(".")
+        if parts[0] == "blobench":
+            if len(parts) > 1:
+                names.append(parts[1])
+            else:  # from blobench import x: x is a module or a name of the package root
+                for alias in node.names:
+                    is_module = ((ENGINE / f"{alias.name}.py").exists()
+                                 or (ENGINE / alias.name).is_dir())
+                    names.append(alias.name if is_module else "__init__")
+    return names
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {name for node in ast.walk(tree) for name in _engine_module(node)}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ENGINE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _engine_files() -> list[Path]:
+    return sorted(p for p in ENGINE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_engine_module_has_a_layer():
+    missing = sorted({_module_name(p) for p in _engine_files()} - set(LAYERS))
+    assert not missing, (f"engine modules without a layer: {missing}; add each to LAYERS in "
+                         f"tests/test_layering.py and to docs/architecture.md")
+
+
+def test_engine_imports_follow_the_layers():
+    broken, used_exceptions = [], set()
+    for path in _engine_files():
+        mod = _module_name(path)
+        layer = LAYERS.get(mod)
+        if layer is None:
+            continue  # reported by the test above
+        for target in _imports(path):
+            target_layer = LAYERS.get(target)
+            if target_layer is None or target_layer == layer:
+                continue
+            if target_layer in ALLOWED[layer]:
+                continue
+            if (mod, target) in KNOWN_VIOLATIONS:
+                used_exceptions.add((mod, target))
+                continue
+            broken.append(f"{path.relative_to(ROOT)} ({layer}) imports blobench.{target} "
+                          f"({target_layer})")
+    assert not broken, "layering rules broken:\n" + "\n".join(broken)
+    stale = set(KNOWN_VIOLATIONS) - used_exceptions
+    assert not stale, f"KNOWN_VIOLATIONS entries no longer needed, remove them: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("folder", ["algorithms", "problems"])
+def test_plugins_import_only_the_public_layers(folder):
+    broken = []
+    for path in sorted((ROOT / folder).glob("*.py")):
+        for target in _imports(path):
+            if LAYERS.get(target) not in PLUGIN_ALLOWED:
+                broken.append(f"{path.relative_to(ROOT)} imports blobench.{target} "
+                              f"({LAYERS.get(target, 'no layer')})")
+    assert not broken, "plugins may import only " + ", ".join(sorted(PLUGIN_ALLOWED)) + ":\n" \
+        + "\n".join(broken)
+
+
+def test_the_checker_sees_a_violation(tmp_path):
+    """Self-check: an autodiff-layer file importing the harness is reported."""
+    bad = tmp_path / "x.py"
+    bad.write_text("def f():\n    from blobench.harness import run_cell\n")
+    assert _imports(bad) == {"harness"}
+    assert LAYERS["harness"] not in ALLOWED["autodiff"]
