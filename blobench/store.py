@@ -21,6 +21,9 @@ from typing import Any
 from blobench.errors import UserError
 
 CHECKSUM = "_sha256"
+#: version of the record layout (field names and meanings: docs/results-schema.md); every
+#: record written by the harness carries it as ``"schema"`` (records without it are version 1)
+SCHEMA_VERSION = 2
 
 
 def _canonical(payload: dict[str, Any]) -> bytes:
