@@ -31,6 +31,7 @@ EXTENSIONS = {
     "reproduce": ("blobench.reproduce", "reproduce a seed paper's claims, with a verdict each"),
     "tune": ("blobench.tuning", "tune hyperparameters on the validation objective"),
     "bench": ("blobench.bench", "measure hypergradient cost ratios (pytest-benchmark)"),
+    "data": ("blobench.data.cli", "datasets: list (license, present or not, where), fetch NAME"),
 }
 DEFAULT_LEADERBOARD = "leaderboards"
 
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: leaderboards/tuned_settings.json; see blobench tune)")
     p_run.add_argument("--no-tuned", action="store_true",
                        help="ignore tuned settings: every unset parameter at its default")
+    p_run.add_argument("--data-dir", metavar="DIR",
+                       help="data root of the datasets (default: $BLOBENCH_DATA, else "
+                            "~/.cache/blobench/data; see `blobench data list`)")
     common(p_run)
 
     p_new = sub.add_parser("new", help="write a new algorithm or problem file from a template")
@@ -196,6 +200,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    if args.data_dir:  # read by blobench.data in every cell's process
+        os.environ["BLOBENCH_DATA"] = str(Path(args.data_dir).resolve())
     store = ResultsStore(args.results)
     tuned = None
     if not args.no_tuned:
