@@ -98,6 +98,22 @@ class Algorithm(ABC):
         """One outer iteration."""
 
 
+#: offset that turns a cell's seed into the seed of its θ₀ generator (apart from the data's)
+THETA0_SEED_OFFSET = 20221
+
+
+def cell_theta0(problem: Problem, lam: Tensor) -> Tensor:
+    """θ₀(λ) of the cell ``problem`` belongs to: ``init_inner(λ, Generator(seed + offset))``.
+
+    The one θ₀ per cell (issue 23): the harness starts every algorithm from it, cold starts
+    of :class:`DoubleLoop` restart from it, and the metrics that refer to θ₀ (the re-trained
+    θ*(λ), the cold-restart gap, the distances to the min-norm inner solution) use it — the
+    same tensor even when ``init_inner`` draws θ₀ at random. As a function of λ it also
+    covers problems whose θ₀ depends on λ (MAML: θ₀ = λ)."""
+    gen = torch.Generator().manual_seed(problem.seed + THETA0_SEED_OFFSET)
+    return problem.init_inner(lam, gen)
+
+
 def make_outer_optimizer(name: str, lam: Tensor, lr: float) -> torch.optim.Optimizer:
     """A ``torch.optim`` optimizer over the leaf tensor λ (its ``.grad`` set by the caller)."""
     if name == "adam":
@@ -142,19 +158,17 @@ class DoubleLoop(Algorithm):
         state = State(theta=theta0.detach().clone(), lam=lam)
         state.extra["outer_optimizer"] = make_outer_optimizer(self.outer_optimizer, lam, lr)
         state.extra["generator"] = generator
-        # a cold start redraws the *same* θ₀ (as a function of the current λ) every time
-        state.extra["init_seed"] = int(torch.randint(2**31 - 1, (1,), generator=generator))
         return state
 
     def inner_lr_at(self, problem: Problem, lam: Tensor) -> float:
         return self.inner_lr if self.inner_lr is not None else problem.inner_step_size(lam)
 
     def start_theta(self, problem: Problem, state: State, lam: Tensor) -> Tensor:
-        """θ to start the inner solver from: the previous θ (warm) or θ₀(λ) (cold)."""
+        """θ to start the inner solver from: the previous θ (warm) or the cell's θ₀(λ)
+        (cold, :func:`cell_theta0`: the θ₀ the harness started from)."""
         if self.warm_start:
             return state.theta
-        gen = torch.Generator().manual_seed(state.extra["init_seed"])
-        return problem.init_inner(lam, gen)
+        return cell_theta0(problem, lam)
 
     def solve_inner(self, problem: Problem, state: State, lam: Tensor,
                     stochastic: bool = False) -> Tensor:

@@ -23,13 +23,15 @@ from typing import Any
 import torch
 
 from blobench import autodiff
+from blobench.algorithm import cell_theta0
 from blobench.errors import NotApplicable, UserError
 from blobench.memory import PeakMemory, step_tensor_peak
-from blobench.metrics import evaluate_state
+from blobench.metrics import Retrainer, evaluate_state, probe_hypergradients, reference_lambdas
 from blobench.params import resolve
 from blobench.problem import Budget
 from blobench.registry import Registry
 from blobench.spec import expand, format_entry
+from blobench.store import SCHEMA_VERSION
 from blobench.version import code_version, git_describe
 
 
@@ -177,7 +179,8 @@ def new_record(registry: Registry, cell: Cell, status: str = "ok", message: str 
     version = cell_version(registry, cell)
     now = time.time()
     return {
-        "key": cell.key(version), "config_id": cell.config_id(), "config": cell.config(),
+        "schema": SCHEMA_VERSION, "key": cell.key(version), "config_id": cell.config_id(),
+        "config": cell.config(),
         "label": cell.label, "code_version": version, "git": git_describe(),
         "torch": torch.__version__, "machine": platform.machine(), "host": platform.node(),
         "threads": cell.threads, "started": now, "finished": now, "status": status,
@@ -197,13 +200,15 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
     memory = PeakMemory(device)
     solver_seconds, steps_done = 0.0, 0
     tensor_peak: float | None = None  # MiB of live tensors in one step (replayed, untimed)
+    quality: dict[str, float] = {}  # hypergradient quality at the reference λ's (final only)
     try:
         problem = registry.problem(cell.problem)(size=cell.size, seed=cell.seed, device=device,
                                                  **cell.problem_params)
         algorithm = registry.algorithm(cell.algorithm)(**cell.algorithm_params)
         generator = torch.Generator().manual_seed(cell.seed)
         lam0 = problem.init_outer(generator)
-        theta0 = problem.init_inner(lam0, generator)
+        theta0 = cell_theta0(problem, lam0)  # the one θ₀ of the cell (issue 23)
+        retrainer = Retrainer(problem)  # θ*(λ) of the bilevel answer, evaluation to evaluation
         problem.check_api(theta0, lam0)
         autodiff.oracle_counts.clear()
         memory.start()
@@ -219,7 +224,8 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
             row = {"step": steps_done, "seconds": solver_seconds,
                    **{f"calls_{k}": v for k, v in autodiff.oracle_counts.items()}}
             expensive = final or len(trace) % cell.expensive_every == 0
-            row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive))
+            row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive,
+                                      retrainer=retrainer))
             if expensive:
                 nonlocal tensor_peak
                 try:
@@ -263,6 +269,10 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
             if record["status"] == "ok" and not _finite(row, [state.theta, state.lam]):
                 record.update(status="diverged", failed_step=steps_done,
                               message="non-finite outer loss or iterate")
+        if record["status"] == "ok" and problem.has("exact_hypergradient"):
+            # hypergradient quality where it is informative (issue 23), outside the timed run
+            quality.update(probe_hypergradients(algorithm, problem,
+                                                reference_lambdas(problem, lam0)))
     except NotApplicable as exc:
         record.update(status="not_applicable", message=str(exc))
     except Exception as exc:
@@ -276,6 +286,6 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
         peak_memory_mib=memory.peak_mib, peak_tensor_mib=tensor_peak,
         memory_method=memory.method,
         oracle_calls=dict(autodiff.oracle_counts), trace=trace,
-        final=trace[-1] if trace else {},
+        final={**trace[-1], **quality} if trace else {},
     )
     return record

@@ -54,6 +54,12 @@ class Problem(ABC):
     validation_metric: ClassVar[str] = "outer_loss"
     #: True when θ₀ is a function of λ (MAML-type problems: the inner init is λ itself)
     inner_init_is_outer: ClassVar[bool] = False
+    #: True when g(·, λ) has a unique minimizer for every λ (e.g. strongly convex): the
+    #: re-trained θ*(λ) of the metrics may then be warm-started (blobench/metrics.py)
+    inner_unique: ClassVar[bool] = False
+    #: True when the algorithm's own θ is the deployed model (MAML-type problems: ``evaluate``
+    #: re-adapts θ from λ per task), so there is no re-trained θ*(λ) to rank instead
+    own_theta_deployed: ClassVar[bool] = False
     #: default budget per size (a size missing here uses ``Budget()``)
     budgets: ClassVar[dict[str, Budget]] = {}
 

@@ -55,6 +55,9 @@ class _FewShot(Problem):
 
     family = "meta-learning"
     inner_init_is_outer = True
+    #: the deployed model is θ re-adapted from λ per task (what ``evaluate`` measures), so the
+    #: leaderboard ranks the own-θ metrics here (no re-trained θ*(λ))
+    own_theta_deployed = True
 
     @classmethod
     def lam_in_losses(cls, params=None):

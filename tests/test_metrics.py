@@ -65,7 +65,9 @@ def test_lam_min_norm_dist_and_norms_by_hand(overparam):
     assert m["theta_displacement"] == pytest.approx(len(theta) ** 0.5, rel=1e-12)
     assert m["lam_displacement"] == pytest.approx(0.3 * len(lam) ** 0.5, rel=1e-12)
     assert m["theta_norm"] == pytest.approx(float(theta.norm()), rel=1e-12)
-    assert "cold_restart_gap" not in m  # expensive metrics only on their schedule
+    # θ*(λ) is closed form here: the re-trained metrics are cheap, so on every evaluation
+    assert m["restart_outer_loss"] == pytest.approx(
+        float(overparam.outer_loss(overparam.min_norm_inner(lam, theta0), lam)), rel=1e-12)
 
 
 def test_cold_restart_gap_on_ridge_by_hand():
@@ -163,3 +165,120 @@ def test_replayed_step_is_exact_and_frees_per_iteration_graphs(registry):
 
     assert peak("penalty", 40) == pytest.approx(peak("penalty", 10), rel=0.05)
     assert peak("unrolled", 40) > 2 * peak("unrolled", 10)  # linear in T plus a constant
+
+
+# ------------------------------------------------------------ the bilevel answer, re-trained
+def _random_init_registry():
+    """A fresh registry with overparam_linreg's θ₀ drawn at random from the generator."""
+    from blobench.registry import Registry
+
+    reg = Registry()
+    base = reg.problem("overparam_linreg")
+
+    class RandomInit(base):
+        name = "random_init_overparam"
+
+        def init_inner(self, lam, generator):
+            return torch.randn(self.dim_inner, generator=generator, dtype=torch.float64)
+
+    reg.problems[RandomInit.name] = RandomInit
+    reg.files[f"problem:{RandomInit.name}"] = reg.source_file("problem", "overparam_linreg")
+    return reg
+
+
+def test_one_theta0_per_cell_with_a_random_init(monkeypatch):
+    """Issue 23.2: with a random ``init_inner``, the harness, a cold start and the metrics
+    (min-norm distance, re-trained θ*) all use the same θ₀. A cold-started unrolled with a
+    long inner loop converges to θ₀ + A⁺(Bλ + b − Aθ₀) from *its* θ₀, so its distance to the
+    min-norm solution of the metrics' θ₀ is ≈ 0 only if the two θ₀ are the same tensor."""
+    from blobench import harness
+    from blobench.algorithm import cell_theta0
+    from blobench.metrics import cold_restart
+
+    reg = _random_init_registry()
+    seen = {}
+    real = harness.evaluate_state
+
+    def spy(problem, state, theta0, lam0, **kw):
+        seen.setdefault("theta0", theta0.clone())
+        seen.setdefault("problem", problem)
+        return real(problem, state, theta0, lam0, **kw)
+
+    monkeypatch.setattr(harness, "evaluate_state", spy)
+    cells, _ = harness.plan(reg, ["random_init_overparam"],
+                            ["unrolled[warm_start=false,inner_steps=400]"], [3], steps=3,
+                            eval_every=1)
+    record = harness.run_cell(reg, cells[0])
+    assert record["status"] == "ok", record["message"]
+    problem = seen["problem"]
+    lam0 = problem.init_outer(torch.Generator().manual_seed(3))
+    theta0 = cell_theta0(problem, lam0)
+    assert torch.equal(seen["theta0"], theta0)  # the harness's θ₀
+    other = problem.init_inner(lam0, torch.Generator().manual_seed(99))
+    assert float((other - theta0).norm()) > 1.0  # the init is really random
+    alg = reg.algorithm("unrolled")(warm_start=False)
+    state = alg.init(problem, theta0, lam0, torch.Generator().manual_seed(0))
+    assert torch.equal(alg.start_theta(problem, state, lam0), theta0)  # the cold start's
+    restart, _ = cold_restart(problem, lam0)
+    assert torch.equal(restart, problem.min_norm_inner(lam0, theta0))  # the re-trained θ*'s
+    assert record["final"]["min_norm_dist"] < 1e-6  # the metrics' θ₀ is the cold start's
+
+
+def test_retrained_answer_by_warm_started_descent_equals_a_cold_one():
+    """Without closed form, θ*(λ) comes from gradient descent; on a unique lower level the
+    Retrainer starts from the previous evaluation's θ* and must give the same answer with
+    fewer steps."""
+    from blobench.metrics import Retrainer, cold_restart
+
+    prob = REG.problem("ridge_ho")(seed=0)
+
+    class NoClosedForm(type(prob)):
+        name = ""
+        inner_solution = Problem.inner_solution
+        inner_unique = True
+
+    hidden = NoClosedForm(seed=0)
+    retrain = Retrainer(hidden)
+    assert retrain.cheap
+    lam1 = torch.full((prob.dim_outer,), -1.0, dtype=torch.float64)
+    lam2 = lam1 + 0.01
+    retrain(lam1)
+    theta2, steps2 = retrain(lam2)
+    cold2, cold_steps = cold_restart(hidden, lam2)
+    exact = prob.inner_solution(lam2)
+    assert float((theta2 - exact).norm()) < 1e-4 * float(exact.norm())
+    assert float((cold2 - exact).norm()) < 1e-4 * float(exact.norm())
+    assert steps2 < cold_steps
+    assert not Retrainer(type(hidden).__mro__[1](seed=0)).previous  # fresh per cell
+
+
+def test_hypergradient_quality_at_reference_points_by_hand():
+    """Issue 23.3: quality is measured at λ₀ and at iterates of exact gradient descent on F
+    where ‖∇F‖ is not small, for every algorithm at the same points. On ridge_ho the reference
+    points are recomputed by hand, and ``exact`` scores cosine 1 while a deliberately wrong
+    estimator (one_step with a single inner step) does not."""
+    from blobench.metrics import (
+        REFERENCE_MIN_NORM,
+        REFERENCE_STEPS,
+        probe_hypergradients,
+        reference_lambdas,
+    )
+
+    prob = REG.problem("ridge_ho")(seed=0)
+    lam0 = prob.init_outer(torch.Generator().manual_seed(0))
+    refs = reference_lambdas(prob, lam0)
+    lam, by_hand, g0 = lam0.clone(), [], None
+    for k in range(max(REFERENCE_STEPS) + 1):
+        g = prob.exact_hypergradient(lam)
+        g0 = float(g.norm()) if g0 is None else g0
+        if k in REFERENCE_STEPS and (k == 0 or float(g.norm()) >= REFERENCE_MIN_NORM * g0):
+            by_hand.append(lam.clone())
+        lam = lam - prob.outer_step_size() * g
+    assert len(refs) == len(by_hand) >= 1 and torch.equal(refs[0], lam0)
+    for a, b in zip(refs, by_hand, strict=True):
+        assert torch.allclose(a, b)
+    good = probe_hypergradients(REG.algorithm("exact")(inner_steps=500), prob, refs)
+    assert good["hypergrad_cosine_lam0"] == pytest.approx(1.0, abs=1e-6)
+    assert good["hypergrad_rel_error_ref"] < 1e-3
+    bad = probe_hypergradients(REG.algorithm("unrolled")(inner_steps=1), prob, refs)
+    assert bad["hypergrad_rel_error_lam0"] > 0.1
