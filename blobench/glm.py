@@ -160,11 +160,14 @@ def softmax_scores(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor
 # ----------------------------------------------------------------------------- Newton
 def damped_newton(loss: Callable[[torch.Tensor], torch.Tensor],
                   grad: Callable[[torch.Tensor], torch.Tensor],
-                  hessian: Callable[[torch.Tensor], torch.Tensor], theta0: torch.Tensor,
-                  tol: float = 1e-12, max_iter: int = 100) -> torch.Tensor:
+                  hessian: Callable[[torch.Tensor], torch.Tensor] | None, theta0: torch.Tensor,
+                  tol: float = 1e-12, max_iter: int = 100,
+                  solve: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                  ) -> torch.Tensor:
     """Minimize a smooth strongly convex function by damped Newton (see the module docstring).
 
-    ``loss``, ``grad`` and ``hessian`` map θ to the value, gradient and dense Hessian.
+    ``loss``, ``grad`` and ``hessian`` map θ to the value, gradient and dense Hessian; or
+    ``solve(θ, ∇)`` gives the Newton step H⁻¹∇ directly (``hessian`` unused: Newton-CG).
     Returns θ with ‖∇‖ ≤ ``tol``, or the last iterate after ``max_iter`` steps.
     """
     theta = theta0
@@ -173,7 +176,8 @@ def damped_newton(loss: Callable[[torch.Tensor], torch.Tensor],
         gnorm = float(torch.linalg.vector_norm(g))
         if gnorm <= tol:
             break
-        step = torch.linalg.solve(hessian(theta), g)
+        step = (solve(theta, g) if solve is not None
+                else torch.linalg.solve(hessian(theta), g))
         t, f0, slope = 1.0, float(loss(theta)), float(g @ step)
         if gnorm > 1e-6:  # damped phase: Armijo backtracking
             while float(loss(theta - t * step)) > f0 - 0.25 * t * slope and t > 1e-8:
@@ -205,3 +209,73 @@ def newton_softmax(x: torch.Tensor, y: torch.Tensor, ridge: Ridge, n_classes: in
         lambda t: softmax_grad(t, x, y, weights) + ridge * t,
         lambda t: softmax_hessian(t, x, weights) + ridge_hessian(ridge, dk, x),
         torch.zeros(dk, dtype=x.dtype, device=x.device), tol, max_iter)
+
+
+# ------------------------------------------------------------ ground truth at scale
+# Where the dense Hessian is too big (θ of 10⁴–10⁵ coordinates), θ*(λ) comes from Newton-CG
+# and H⁻¹b from CG to a stated tolerance, with the Hessian as an operator v ↦ H v.
+def softmax_hessian_operator(theta: torch.Tensor, x: torch.Tensor,
+                             weights: torch.Tensor | None = None
+                             ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v ↦ ∇²_θθ :func:`softmax_loss` · v without forming the (dK × dK) Hessian:
+    H v = Xᵀ(c ⊙ (P ⊙ XV − P ⊙ rowsum(P ⊙ XV))) with c = w/n (V = v as d × K); the
+    probabilities P are computed once per point. Two products with X per call."""
+    n, d = x.shape
+    p = torch.softmax(softmax_logits(theta, x), 1)
+    c = (torch.full((n,), 1.0 / n, dtype=p.dtype, device=p.device) if weights is None
+         else weights / n)
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        pu = p * (x @ v.reshape(d, -1))
+        return (x.T @ (c[:, None] * (pu - p * pu.sum(1, keepdim=True)))).reshape(-1)
+    return apply
+
+
+def newton_cg(loss: Callable[[torch.Tensor], torch.Tensor],
+              grad: Callable[[torch.Tensor], torch.Tensor],
+              hessian_operator: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]],
+              theta0: torch.Tensor, tol: float, max_iter: int = 50, cg_steps: int = 500
+              ) -> tuple[torch.Tensor, float]:
+    """:func:`damped_newton` with inexact steps: H⁻¹∇ by CG (``autodiff.cg``) to the relative
+    residual η = min(½, √‖∇‖) (the forcing sequence of Eisenstat & Walker 1996, superlinear
+    local convergence). Returns θ and its achieved ‖∇‖ (≤ ``tol`` unless ``max_iter`` hit)."""
+    from blobench.autodiff import cg
+
+    def solve(theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        eta = min(0.5, float(torch.linalg.vector_norm(g)) ** 0.5)
+        return cg(hessian_operator(theta), g, cg_steps, tol=eta)
+
+    theta = damped_newton(loss, grad, None, theta0, tol, max_iter, solve=solve)
+    return theta, float(torch.linalg.vector_norm(grad(theta)))
+
+
+def cg_solve(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, tol: float,
+             max_steps: int = 2000) -> tuple[torch.Tensor, float]:
+    """x ≈ A⁻¹b by CG to ‖Ax − b‖ ≤ tol‖b‖ (at most ``max_steps``); returns x and the
+    achieved relative residual ‖Ax − b‖/‖b‖, recomputed from x (not CG's recursive one)."""
+    from blobench.autodiff import cg
+
+    x = cg(matvec, b, max_steps, tol=tol)
+    bnorm = float(torch.linalg.vector_norm(b))
+    residual = float(torch.linalg.vector_norm(matvec(x) - b)) / bnorm if bnorm > 0 else 0.0
+    return x, residual
+
+
+class SolutionCache:
+    """θ*(λ) of the last few λ: :mod:`blobench.metrics` asks θ*(λ) at the same λ several times
+    per evaluation (distance to θ*, the cold restart, the exact hypergradient). A new λ is
+    solved by ``solve(λ, θ_start)``, warm-started from the latest solution (None at first)."""
+
+    def __init__(self, solve: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+                 size: int = 3) -> None:
+        self.solve, self.size = solve, size
+        self.entries: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, lam: torch.Tensor) -> torch.Tensor:
+        lam = lam.detach()
+        for known, theta in self.entries:
+            if known.shape == lam.shape and torch.equal(known, lam):
+                return theta
+        theta = self.solve(lam, self.entries[-1][1] if self.entries else None)
+        self.entries = [*self.entries[-(self.size - 1):], (lam.clone(), theta)]
+        return theta
