@@ -91,9 +91,12 @@ def logistic_smoothness(x: torch.Tensor) -> float:
 
 def logistic_scores(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor
                     ) -> tuple[float, float]:
-    """(mean log-loss, accuracy) of the linear classifier sign(xᵀθ) on (x, y)."""
+    """(mean log-loss, accuracy) of the linear classifier sign(xᵀθ) on (x, y); a point on the
+    decision boundary (margin 0, e.g. every point at θ = 0) counts ½, the expected accuracy
+    of a tie broken at random — not 0, which made every curve start at accuracy 0."""
     margin = y * (x @ theta)
-    return float(tf.softplus(-margin).mean()), float((margin > 0).double().mean())
+    correct = (margin > 0).double() + 0.5 * (margin == 0).double()
+    return float(tf.softplus(-margin).mean()), float(correct.mean())
 
 
 # ---------------------------------------------------------------------------- softmax
