@@ -1,12 +1,26 @@
-"""Implicit differentiation with conjugate gradient (HOAG, Pedregosa 2016; iMAML's solver).
+"""Implicit differentiation with conjugate gradient (the linear solve of HOAG, Pedregosa 2016).
 
 Each outer step: T inner gradient steps to θ_T (warm- or cold-started), then k steps of CG
 on H v = ∇_θ f(θ_T, λ) (H = ∇²_θθ g, Hessian-vector products only, warm-started from the
 previous v as in HOAG Alg. 1), then
 
-    dF/dλ ≈ ∇_λ f − J v,   J = ∇²_λθ g.
+    dF/dλ ≈ ∇_λ f − J v,   J = ∇²_λθ g                       (Pedregosa 2016, eq. 3)
 
-Cost per outer step: T inner gradients + k HVPs + one mixed product; memory O(dim θ + dim λ).
+What is implemented of HOAG (Pedregosa 2016, Alg. 1): the implicit formula and the
+warm-started CG solve. What is not, at these defaults: HOAG's decreasing tolerances ε_k (inner
+solve and CG run to ‖∇_θ g‖ ≤ ε_k, ‖Hv − ∇_θ f‖ ≤ ε_k with Σ ε_k < ∞) — here T and k are fixed
+counts, and ``cg_tol`` is a fixed relative tolerance — and its adaptive outer step size (the
+outer optimizer is plain SGD / Adam). A schedule of tolerances belongs in :meth:`cg_tolerance`.
+
+Singular H (overparameterized inner problems, b = ∇_θ f ∉ range(H)): ``autodiff.cg`` detects
+CG's breakdown and re-solves by CG on the normal equations H² v = H b, which converges to the
+minimum-norm solution v = H⁺ ∇_θ f (from v₀ = 0, or a warm start in range(H)) — the
+pseudo-inverse IFT of ``exact`` and of Vicol et al. 2022. Converged, the estimate is then the
+exact hypergradient of the solution gradient descent selects where J annihilates null(H)
+(g depending on θ through Aθ only, as in ``overparam_linreg``).
+
+Cost per outer step: T inner gradients + k HVPs (up to 3k on a breakdown) + one mixed
+product; memory O(dim θ + dim λ).
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from blobench.params import Param
 class ImplicitCG(ImplicitDoubleLoop):
     name = "implicit_cg"
     family = "implicit"
-    reference = "Pedregosa 2016 (HOAG) Alg. 1; Rajeswaran et al. 2019 (iMAML)"
+    reference = "Pedregosa 2016 (HOAG) eq. 3, Alg. 1's warm-started CG; Rajeswaran et al. 2019"
     params = {
         **ImplicitDoubleLoop.params,
         "cg_steps": Param(int, 10, "k: conjugate-gradient iterations", low=1),
@@ -27,6 +41,10 @@ class ImplicitCG(ImplicitDoubleLoop):
         "cg_warm_start": Param(bool, True, "start CG from the previous solution v"),
     }
 
+    def cg_tolerance(self) -> float:
+        """Relative tolerance of this outer step's CG solve (fixed: ``cg_tol``)."""
+        return self.cg_tol
+
     def solve(self, problem, ops, b, previous):
         x0 = previous if self.cg_warm_start else None
-        return cg(ops.hvp, b, self.cg_steps, x0=x0, tol=self.cg_tol)
+        return cg(ops.hvp, b, self.cg_steps, x0=x0, tol=self.cg_tolerance())

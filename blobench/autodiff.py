@@ -231,29 +231,79 @@ def _host(t: Tensor, host: bool) -> Tensor | float:
     return float(t) if host and not t.requires_grad else t
 
 
+#: CG's breakdown tests (see :func:`cg`): curvature pᵀAp below this fraction of ‖p‖² times the
+#: largest curvature met so far, or a residual norm this many times the initial one
+CG_CURVATURE_EPS = 1e-10
+CG_RESIDUAL_GROWTH = 100.0
+
+
 def cg(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: float = 0.0
        ) -> Tensor:
-    """Conjugate gradient for A x = b, A symmetric positive definite (Hestenes & Stiefel 1952).
+    """Conjugate gradient for A x = b, A symmetric positive *semi*-definite.
 
-    Runs at most ``steps`` iterations, fewer if ‖r‖ ≤ tol·‖b‖. ``x0`` warm-starts.
-    One product with A per iteration. When no graph is recorded through them, the vectors are
-    updated in place and, on CPU, the step sizes are Python floats (a CPU scalar read is no
-    device sync; it saves a tensor operation per scalar).
+    Positive definite A (or b ∈ range(A)): Hestenes & Stiefel 1952, at most ``steps``
+    iterations, fewer if ‖r‖ ≤ tol·‖b‖; ``x0`` warm-starts; one product with A per iteration.
+
+    Singular A with b ∉ range(A) (overparameterized inner problems, H = AᵀA of rank < dim θ):
+    there plain CG is meaningless — its Lanczos process finds a Ritz value near 0 within a few
+    iterations, the step sizes blow up and the iterate grows without bound (measured ‖v‖ ≈ 1e32
+    on ``overparam_linreg``). CG detects it (breakdown): the residual norm grows past
+    ``CG_RESIDUAL_GROWTH`` × its initial value, or the curvature pᵀAp falls below
+    ``CG_CURVATURE_EPS``·‖p‖² × the largest curvature seen, or the last residual is larger
+    than the first (measured: singular cases grow ×20–×6000 in 8 iterations; definite ones with
+    κ ≤ 1e6 stay under ×25, and only those with κ ≳ 1e3 end a short solve above ×1). It then
+    restarts from ``x0`` as CG on the normal equations A² x = A b (:func:`cg_normal`,
+    ``steps`` iterations of two products), which converges to the least-squares solution
+    nearest to x0 — from x0 = 0 (or any x0 ∈ range(A)) the minimum-norm solution A⁺ b, the
+    pseudo-inverse answer of :func:`dense_solve` and of Vicol et al. 2022. A false alarm on an
+    ill-conditioned definite A costs speed only: the normal equations have the same solution.
+    """
+    x, broke = _cg_iterations(matvec, b, steps, x0, tol)
+    return cg_normal(matvec, b, steps, x0, tol) if broke else x
+
+
+def cg_normal(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None,
+              tol: float = 0.0) -> Tensor:
+    """CG on the normal equations A² x = A b for symmetric A (CGNR; Hestenes & Stiefel 1952
+    §10), ``steps`` iterations of two products, stopping when ‖A(b − A x)‖ ≤ tol·‖A b‖ (tol at
+    least 1e3 × the dtype's machine epsilon).
+
+    A² x = A b is consistent even when A x = b is not, and its Krylov space
+    K(A², A(b − A x0)) lies in range(A), so the iterates converge to x0's component in null(A)
+    plus A⁺(b − A x0): A⁺ b from x0 = 0, the minimum-norm least-squares solution. Rate set by
+    κ(A)² on range(A) (CG's is √κ): the price of robustness to a singular A.
+    """
+    floor = 1e3 * torch.finfo(b.dtype).eps  # past it, rounding only drifts into null(A)
+    return _cg_iterations(lambda v: matvec(matvec(v)), matvec(b), steps, x0, max(tol, floor))[0]
+
+
+def _cg_iterations(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None, tol: float
+                   ) -> tuple[Tensor, bool]:
+    """Hestenes–Stiefel CG; returns (x, broke): ``broke`` when a breakdown test of :func:`cg`
+    stopped it (x is then the last iterate before the breakdown).
+
+    When no graph is recorded through them, the vectors are updated in place and, on CPU, the
+    step sizes are Python floats (a CPU scalar read is no device sync; it saves a tensor
+    operation per scalar).
     """
     host = b.device.type == "cpu"
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - matvec(x) if x0 is not None else b.clone()
     p = r.clone()
     rr = _host(torch.dot(r, r), host)
+    rr0, grown = rr, rr * CG_RESIDUAL_GROWTH**2
     stop = 0.0 if tol == 0.0 else _host((tol * torch.linalg.vector_norm(b)) ** 2, host)
+    top = 0.0  # the largest curvature pᵀAp / ‖p‖² met so far
     in_place: bool | None = None  # decided at the first product (does A carry a graph?)
     for _ in range(steps):
         if rr <= stop:
             break
         ap = matvec(p)
         pap = _host(torch.dot(p, ap), host)
-        if pap <= 0:  # A not positive definite along p: stop at the current iterate
-            break
+        curvature = pap / _host(torch.dot(p, p), host)
+        top = curvature if curvature > top else top
+        if curvature <= CG_CURVATURE_EPS * top:  # no curvature along p: A singular here
+            return x, True
         alpha = rr / pap
         if in_place is None:
             in_place = _no_grad_needed(x, r, p, ap)
@@ -273,7 +323,9 @@ def cg(matvec: MatVec, b: Tensor, steps: int, x0: Tensor | None = None, tol: flo
             rr_new = r @ r
             p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+        if rr > grown:  # the residual grows: b has a component outside range(A)
+            return x, True
+    return x, rr > rr0  # ending farther from b than it started is no solve either
 
 
 def neumann(matvec: MatVec, b: Tensor, terms: int, alpha: float) -> Tensor:
