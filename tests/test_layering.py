@@ -23,7 +23,7 @@ LAYERS: dict[str, str] = {
     # parameters, the Problem API), the differentiation primitives, the algorithm bases
     "errors": "contracts", "params": "contracts", "problem": "contracts",
     "autodiff": "autodiff",
-    "__init__": "bases", "algorithm": "bases", "single_loop": "bases",
+    "__init__": "bases", "algorithm": "bases", "single_loop": "bases", "recursive": "bases",
     # shared model / data helpers for problems
     "glm": "toolkit", "flatmodel": "toolkit", "datasets": "toolkit", "data": "toolkit",
     "sampling": "toolkit",
