@@ -78,6 +78,10 @@ class Hyperclean(Problem):
              "full": {"n_train": 20000, "n_val": 5000, "n_test": 10000, "dtype": "float32"}}
     primary_metric = "test_accuracy"
     higher_is_better = True
+    #: sizes of the two finite sums (set in build; declared here so that planning knows the
+    #: problem is a finite sum without loading its data)
+    n_inner_samples: int = 0
+    n_outer_samples: int = 0
     budgets = {"quick": Budget(steps=100, eval_every=10),
                "full": Budget(steps=500, eval_every=50)}
 

@@ -80,6 +80,10 @@ class LargeNHO(Problem):
              "full": {"n_train": 48000, "n_val": 12000, "n_test": 10000, "dtype": "float32"}}
     primary_metric = "test_loss"
     higher_is_better = False
+    #: sizes of the two finite sums (set in build; declared here so that planning knows the
+    #: problem is a finite sum without loading its data)
+    n_inner_samples: int = 0
+    n_outer_samples: int = 0
     budgets = {"quick": Budget(steps=100, eval_every=10),
                "full": Budget(steps=500, eval_every=50)}
 

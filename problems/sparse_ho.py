@@ -37,8 +37,6 @@ Mini-batches: ``batch_size`` (64) indices. Primary metric: test log-loss.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from blobench import glm
@@ -46,8 +44,6 @@ from blobench.data import load_dataset
 from blobench.data.splits import rows, three_way
 from blobench.params import Param, dtype_param, torch_dtype
 from blobench.problem import Budget, Problem
-
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 def synthetic_text(n: int, d: int, words: int, generator: torch.Generator
@@ -59,13 +55,14 @@ def synthetic_text(n: int, d: int, words: int, generator: torch.Generator
     doc_ids = torch.arange(n).repeat_interleave(words)
     counts = torch.sparse_coo_tensor(torch.stack([doc_ids, word_ids]),
                                      torch.ones(n * words, dtype=torch.float64),
-                                     (n, d)).coalesce()
+                                     (n, d), check_invariants=False).coalesce()
     (r, c), v = counts.indices(), counts.values()
     df = torch.bincount(c, minlength=d).double()
     idf = torch.log((1.0 + n) / (1.0 + df)) + 1.0
     v = torch.log1p(v) * idf[c]
     v = v / torch.sqrt(torch.zeros(n, dtype=torch.float64).index_add_(0, r, v * v))[r]
-    x = torch.sparse_coo_tensor(torch.stack([r, c]), v, (n, d)).coalesce().to_sparse_csr()
+    x = torch.sparse_coo_tensor(torch.stack([r, c]), v, (n, d),
+                                check_invariants=False).coalesce().to_sparse_csr()
     head = max(1, d // 5)  # the signal lives on frequent-enough words
     support = torch.randperm(head, generator=generator)[:max(1, d // 20)]
     w = torch.zeros(d, dtype=torch.float64)
@@ -82,7 +79,7 @@ def _scaled_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     row_of = torch.repeat_interleave(torch.arange(x.shape[0], device=crow.device),
                                      crow[1:] - crow[:-1])
     return torch.sparse_csr_tensor(crow, x.col_indices(), x.values() * scale[row_of],
-                                   size=x.shape)
+                                   size=x.shape, check_invariants=False)
 
 
 class SparseHO(Problem):
@@ -106,6 +103,10 @@ class SparseHO(Problem):
                       "dtype": "float32"}}
     primary_metric = "test_loss"
     higher_is_better = False
+    #: sizes of the two finite sums (set in build; declared here so that planning knows the
+    #: problem is a finite sum without loading its data)
+    n_inner_samples: int = 0
+    n_outer_samples: int = 0
     budgets = {"quick": Budget(steps=100, eval_every=10),
                "full": Budget(steps=300, eval_every=30)}
 

@@ -22,6 +22,7 @@ import bz2
 import gzip
 import io
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from blobench.errors import UserError
 _IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 CIFAR_RECORD = 1 + 3 * 32 * 32
+# torch's CSR tensors work for what we use (products, row selection, transpose)
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 class DataFormatError(UserError):
@@ -89,7 +92,8 @@ def read_svmlight(path: str | Path, n_features: int | None = None
     x.sort_indices()
     crow = torch.from_numpy(x.indptr.astype(np.int64))
     col = torch.from_numpy(x.indices.astype(np.int64))
-    return (torch.sparse_csr_tensor(crow, col, torch.from_numpy(x.data), size=x.shape),
+    return (torch.sparse_csr_tensor(crow, col, torch.from_numpy(x.data), size=x.shape,
+                                    check_invariants=False),
             torch.from_numpy(np.asarray(y, dtype=np.float64)))
 
 

@@ -30,7 +30,8 @@ def rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     # position of every kept entry: start of its row + its rank within the row
     row_of = torch.repeat_interleave(torch.arange(len(index), device=crow.device), count)
     pos = start[row_of] + torch.arange(int(new_crow[-1]), device=crow.device) - new_crow[row_of]
-    return torch.sparse_csr_tensor(new_crow, col[pos], val[pos], size=(len(index), x.shape[1]))
+    return torch.sparse_csr_tensor(new_crow, col[pos], val[pos], size=(len(index), x.shape[1]),
+                                   check_invariants=False)
 
 
 def three_way(data: dict[str, torch.Tensor], n_train: int, n_val: int, n_test: int,
