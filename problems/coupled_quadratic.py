@@ -19,7 +19,8 @@ so F is a quadratic in λ with Hessian Q and minimizer λ* = −Q⁻¹q. ``coupl
 (entries N(0, coupling²/d)); ρ is raised, if needed, so that Q ⪰ ρ_min·I with ρ_min = 0.1
 (``build`` reports the effective ρ in ``self.rho``). A has condition number ``condition``.
 ``inner_step_size`` = 1/λ_max(A), ``outer_step_size`` = 1/λ_max(Q) (exact gradient descent on F
-is then stable).
+is then stable). It has the analytic ``outer_grads_oracle`` (so the oracle path of
+``autodiff.outer_hypergradient`` is exercised) and no inner oracles (autodiff there).
 
 Sizes: quick d = 20, p = 5, m = 30; full d = 300, p = 100, m = 400 (benchopt's quadratic
 benchmark scale, as ``quadratic``). Written for blobench (issue 26), no paper uses it as is.
@@ -100,6 +101,13 @@ class CoupledQuadratic(Problem):
         r = self.c_mat @ theta - self.c_vec
         return (0.5 * (r @ r) / r.shape[0] + theta @ (self.d_mat @ lam)
                 + 0.5 * self.rho * (lam @ lam) + self.e_vec @ lam)
+
+    def outer_grads_oracle(self, theta, lam, batch=None):
+        """(∇_θ f, ∇_λ f) = (Cᵀ(Cθ − c)/m + Dλ, Dᵀθ + ρλ + e): the engine's oracle path of
+        ``autodiff.outer_hypergradient`` runs here (``quadratic`` keeps the autodiff path)."""
+        m = self.c_mat.shape[0]
+        return (self.c_mat.T @ (self.c_mat @ theta - self.c_vec) / m + self.d_mat @ lam,
+                self.d_mat.T @ theta + self.rho * lam + self.e_vec)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)

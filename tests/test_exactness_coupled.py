@@ -65,6 +65,16 @@ def test_closed_form_hypergradient_matches_finite_differences(registry, size):
     assert p.evaluate(p.init_inner(lam, None), p.lam_star)["suboptimality"] == 0.0
 
 
+def test_outer_gradient_oracle_equals_autodiff(coupled):
+    gen = torch.Generator().manual_seed(5)
+    theta = torch.randn(coupled.dim_inner, generator=gen).requires_grad_(True)
+    lam = torch.randn(coupled.dim_outer, generator=gen).requires_grad_(True)
+    want = torch.autograd.grad(coupled.outer_loss(theta, lam), (theta, lam))
+    for got, ref in zip(coupled.outer_grads_oracle(theta.detach(), lam.detach()), want,
+                        strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_the_outer_loss_couples_theta_and_lambda(coupled):
     """The instance is a real test: ∇_λ f at θ₀ vs at θ* differ by much of dF/dλ, and
     ∇_λ f ≠ 0 at the optimum (λ enters f directly)."""
