@@ -186,3 +186,69 @@ def test_mutant_fails_the_criterion(registry, monkeypatch, name):
     state = _run(registry, prob, name, steps, **params)
     err = _lam_error(prob, state)
     assert not err < tol, f"mutant of {name} passed: {err:.2e} < {tol}"
+
+
+# ------------------------------------------------------------- mini-batches
+def _run_averaged(registry, problem, name, steps, **params):
+    """(final state, mean of λ over the second half of the run) — the Polyak average damps
+    the noise floor that constant or slowly decaying steps leave."""
+    alg = registry.algorithm(name)(**params)
+    gen = torch.Generator().manual_seed(0)
+    lam = problem.init_outer(gen)
+    state = alg.init(problem, problem.init_inner(lam, gen), lam, gen)
+    total = torch.zeros_like(lam)
+    for k in range(steps):
+        state = alg.step(problem, state)
+        if k >= steps // 2:
+            total += state.lam
+    return state, total / (steps - steps // 2)
+
+
+#: fast (default suite): batches of 16 of 128 samples, clear progress from ‖λ₀ − λ*‖ (λ₀ = 0,
+#: relative error 1); name: (steps, params, tolerance on the final relative λ error)
+STOCH_FAST = {
+    "srba": (600, {"outer_lr": 0.7}, 5e-2),
+    "vrbo": (40, {"outer_lr": 0.7, "neumann_terms": 20}, 0.6),
+    "mrbo": (600, {"outer_lr": 0.7, "neumann_terms": 20}, 0.6),
+    "sustain": (600, {"outer_lr": 0.7, "neumann_terms": 20}, 0.75),
+    "fsla": (600, {"outer_lr": 0.7}, 0.6),
+    "bsa": (300, {"outer_lr": 0.1, "neumann_terms": 20}, 0.75),
+    "ma_soba": (600, {"outer_lr": 0.7}, 0.75),
+}
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_minibatch_progress(registry, name):
+    steps, params, tol = STOCH_FAST[name]
+    prob = _problem(registry, 16)
+    state = _run(registry, prob, name, steps, **params)
+    err = _lam_error(prob, state)
+    assert torch.isfinite(state.lam).all() and err < tol, f"{name}: {err:.2e} (tol {tol})"
+
+
+#: slow: long runs on batches of 64 (of 128), decreasing steps where the method has them
+#: (mrbo, sustain ∝ k^-1/3; fsla, ma_soba ∝ k^-1/2) or a small constant outer step (bsa);
+#: vrbo and srba are variance reduced (constant steps). name: (steps, params, tolerance on
+#: the final relative λ error, tolerance on the error of the second-half average)
+STOCH_LONG = {
+    "srba": (3000, {"outer_lr": 0.7}, 1e-5, 1e-3),
+    "vrbo": (600, {"outer_lr": 0.7, "neumann_terms": 30}, 5e-2, 5e-2),
+    "mrbo": (10000, {"outer_lr": 0.7, "neumann_terms": 30}, 0.3, 0.1),
+    "sustain": (10000, {"outer_lr": 0.7, "neumann_terms": 30}, 0.3, 0.1),
+    "fsla": (10000, {"outer_lr": 0.7}, 0.3, 0.1),
+    "bsa": (3000, {"outer_lr": 0.05, "neumann_terms": 30}, 0.3, 0.1),
+    "ma_soba": (10000, {"outer_lr": 0.7}, 0.3, 0.1),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENTRIES)
+def test_minibatch_long_run_reaches_lambda_star(registry, name):
+    steps, params, tol, tol_avg = STOCH_LONG[name]
+    prob = _problem(registry, 64 if name != "srba" else 16)
+    state, average = _run_averaged(registry, prob, name, steps, **params)
+    err = _lam_error(prob, state)
+    star = prob.truth.lam_star
+    err_avg = float(torch.linalg.vector_norm(average - star) / torch.linalg.vector_norm(star))
+    print(f"{name}: final {err:.2e}, second-half average {err_avg:.2e}")
+    assert err < tol and err_avg < tol_avg, (name, err, err_avg)
