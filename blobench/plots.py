@@ -1,17 +1,25 @@
-"""Leaderboard figures (seaborn on matplotlib's Agg backend): one PNG per figure per problem.
+"""Leaderboard figures (matplotlib, Agg backend): one PNG per figure per problem.
+
+Every figure names the problem in its title, labels its axes in words with units, colours
+configurations by algorithm family (one hue per family, shades within it) with a line style
+per member of a family, and lists the legend in rank order (:class:`FigureStyle`).
 
 - ``<stem>-outer_loss.png`` / ``<stem>-primary.png``: a metric of the trace against solver
-  time, per algorithm configuration the median over seeds with a 20–80 % band (each seed's
-  trace held constant between evaluations, on a common time grid).
-- ``<stem>-memory.png``: peak memory against the unroll length / inner solver steps.
-- ``<stem>-pareto.png``: final primary metric against solver time, Pareto front drawn.
+  time, per configuration the median over seeds with a 20–80 % band (each seed's trace held
+  constant between evaluations, on a common time grid; log time axis when it spans > 20×).
+- ``<stem>-calls.png``: the same against cumulative oracle calls.
+- ``<stem>-memory.png``: the algorithm's peak memory against the unroll length / inner steps
+  for algorithms run at ≥ 2 lengths; else one bar per configuration.
+- ``<stem>-pareto.png``: final ranked metric against solver time, Pareto front drawn.
 - ``<stem>-bias.png``: implicit bias — distance of θ to the min-norm inner solution over steps
   (or ‖θ − θ₀‖), distance of λ to the min-norm outer solution (or ‖λ − λ₀‖), and the final
-  cold-restart gap, warm-started configurations drawn solid, cold-started dashed.
+  cold-restart gap.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +29,66 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 GRID_POINTS = 60
-
-
-def _palette(labels: list[str]) -> dict[str, Any]:
-    colors = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
-    return dict(zip(labels, colors, strict=True))
-
-
+LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 3))]
 #: values beyond this magnitude (a run blowing up) are not drawn; the status tables show them
 HUGE = 1e30
 
 
-def _log_if_wide(ax: Any, values: np.ndarray, axis: str = "y") -> None:
+@dataclass
+class FigureStyle:
+    """Rank order, family of each configuration and the page title, shared by its figures."""
+
+    order: list[str]
+    families: dict[str, str]
+    title: str
+    colors: dict[str, Any] = field(init=False)
+    styles: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        fams = sorted({self.families.get(lab, "") for lab in self.order})
+        base = plt.get_cmap("tab10")
+        self.colors, self.styles = {}, {}
+        for f_idx, fam in enumerate(fams):
+            members = [lab for lab in self.order if self.families.get(lab, "") == fam]
+            rgb = np.array(base(f_idx % 10)[:3])
+            for m_idx, lab in enumerate(members):
+                shade = 0.55 * m_idx / max(len(members) - 1, 1)  # mix toward white / black
+                mix = np.ones(3) if m_idx % 2 else np.zeros(3)
+                self.colors[lab] = tuple((1 - shade) * rgb + shade * mix)
+                self.styles[lab] = LINESTYLES[m_idx % len(LINESTYLES)]
+
+    def sort(self, labels: Any) -> list[str]:
+        rank = {lab: i for i, lab in enumerate(self.order)}
+        return sorted(labels, key=lambda lab: (rank.get(lab, len(rank)), lab))
+
+    def legend_label(self, label: str) -> str:
+        fam = self.families.get(label, "")
+        return f"{self.order.index(label) + 1}. {label}" + (f" [{fam}]" if fam else "") \
+            if label in self.order else label
+
+
+def _legend(ax: Any, n: int) -> None:
+    if n > 4:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False,
+                  title="rank. configuration [family]", title_fontsize=7)
+    elif n:
+        ax.legend(fontsize=8)
+
+
+def _log_if_wide(ax: Any, values: np.ndarray, axis: str = "y", bounded: bool = False) -> None:
+    """Log scale when positive values span > 100× (never for a metric bounded in [0, 1])."""
     v = values[np.isfinite(values) & (np.abs(values) < HUGE)]
-    if not len(v):
+    if not len(v) or bounded:
         return
     lo, hi = float(v.min()), float(v.max())
     if lo > 0 and hi / lo > 100:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-        (ax.set_ylim if axis == "y" else ax.set_xlim)(lo / 1.5, hi * 1.5)
-    elif axis == "y" and lo > 0 and hi / lo > 10:
-        ax.set_yscale("log")
+
+
+def _bounded(metric: str) -> bool:
+    return "accuracy" in metric or "cosine" in metric
 
 
 def _on_scale(peaks: dict[str, float], factor: float = 1e6) -> tuple[set[str], list[str]]:
@@ -58,18 +102,11 @@ def _on_scale(peaks: dict[str, float], factor: float = 1e6) -> tuple[set[str], l
     return keep, sorted(set(peaks) - keep)
 
 
-def _legend(ax: Any, n: int) -> None:
-    if n > 4:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    elif n:
-        ax.legend(fontsize=8)
-
-
-def _is_warm(traces: pd.DataFrame, label: str) -> bool | None:
-    rows = traces[traces["label"] == label]
-    if "warm_start" not in rows or rows["warm_start"].isna().all():
-        return None
-    return bool(rows["warm_start"].iloc[0])
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def band_over_seeds(traces: pd.DataFrame, metric: str, x: str = "seconds"
@@ -90,103 +127,129 @@ def band_over_seeds(traces: pd.DataFrame, metric: str, x: str = "seconds"
             vals[(idx < 0) | ~(np.abs(vals) < HUGE)] = np.nan
             curves.append(vals)
         arr = np.vstack(curves)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                out[label] = pd.DataFrame({
-                    x: grid, "median": np.nanmedian(arr, 0),
-                    "low": np.nanquantile(arr, 0.2, 0), "high": np.nanquantile(arr, 0.8, 0)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[label] = pd.DataFrame({
+                x: grid, "median": np.nanmedian(arr, 0),
+                "low": np.nanquantile(arr, 0.2, 0), "high": np.nanquantile(arr, 0.8, 0)})
     return out
 
 
-def metric_vs_time(traces: pd.DataFrame, metric: str, title: str, path: Path) -> Path | None:
-    return _band_plot(traces, metric, title, path, "seconds", "solver time (s)",
-                      note_log=True)
+def metric_vs_time(traces: pd.DataFrame, metric: str, ylabel: str, path: Path,
+                   style: FigureStyle) -> Path | None:
+    return _band_plot(traces, metric, ylabel, path, "seconds", "solver time (s)", style)
 
 
-def _band_plot(traces: pd.DataFrame, metric: str, title: str, path: Path, x: str,
-               xlabel: str, note_log: bool = False) -> Path | None:
+def metric_vs_calls(traces: pd.DataFrame, metric: str, ylabel: str, path: Path,
+                    style: FigureStyle) -> Path | None:
+    """``metric`` against cumulative oracle calls (``calls_total`` of the trace), so that
+    machine speed does not decide the comparison alone."""
+    if "calls_total" not in traces or not (traces["calls_total"] > 0).any():
+        return None
+    return _band_plot(traces, metric, ylabel, path, "calls_total",
+                      "oracle calls (gradients + Hessian- and Jacobian-vector products)", style)
+
+
+def _band_plot(traces: pd.DataFrame, metric: str, ylabel: str, path: Path, x: str,
+               xlabel: str, style: FigureStyle) -> Path | None:
     """``metric`` against the trace column ``x``: median over seeds with the 20–80 % band,
-    warm start solid and cold start dashed, diverging runs left off the axes."""
+    diverging runs left off the axes (named in the title)."""
     bands = band_over_seeds(traces, metric, x=x)
     if not bands:
         return None
     keep, off = _on_scale({k: float(np.nanmax(b["high"].to_numpy())) if b["high"].notna().any()
                            else np.nan for k, b in bands.items()})
-    labels = sorted(keep)
-    colors = _palette(sorted(bands))
-    fig, ax = plt.subplots(figsize=(8.5 if len(labels) > 4 else 6.5, 4.2))
+    labels = style.sort(keep)
+    fig, ax = plt.subplots(figsize=(10 if len(labels) > 4 else 6.5, 4.4))
     allv = []
+    values = traces[x].to_numpy(dtype=float)
+    pos = values[values > 0]
+    log_x = bool(len(pos) and pos.max() / pos.min() > 20)
     for label in labels:
         b = bands[label]
-        warm = _is_warm(traces, label)
-        ax.plot(b[x], b["median"], color=colors[label], label=label,
-                linestyle="--" if warm is False else "-")
-        ax.fill_between(b[x], b["low"], b["high"], color=colors[label], alpha=0.2,
+        if log_x:
+            b = b[b[x] >= pos.min()]
+        ax.plot(b[x], b["median"], color=style.colors.get(label), label=style.legend_label(label),
+                linestyle=style.styles.get(label, "-"), linewidth=1.4)
+        ax.fill_between(b[x], b["low"], b["high"], color=style.colors.get(label), alpha=0.15,
                         linewidth=0)
         allv.append(b[["median", "low", "high"]].to_numpy().ravel())
     if allv:
-        _log_if_wide(ax, np.concatenate(allv))
-    values = traces[x].to_numpy(dtype=float)
-    pos = values[values > 0]
-    if len(pos) and pos.max() / pos.min() > 20:
-        ax.set_xscale("symlog", linthresh=float(pos.min()))
-        ax.set_xlim(left=0.0)
-    ax.set_xlabel(xlabel + (" (log beyond the first evaluation)"
-                            if note_log and ax.get_xscale() == "symlog" else ""))
-    ax.set_ylabel(metric)
-    ax.set_title(title + " — median over seeds, 20–80 % band"
+        _log_if_wide(ax, np.concatenate(allv), bounded=_bounded(metric))
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel + (" — log scale" if log_x else ""))
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{style.title}: {ylabel} — median over seeds, 20–80 % band"
                  + (f"\noff scale (diverging): {', '.join(off)}" if off else ""), fontsize=9)
     _legend(ax, len(labels))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def memory_vs_steps(final: pd.DataFrame, memory_col: str, path: Path) -> Path | None:
-    """Peak memory against the unroll length (``algorithm.inner_steps``) per algorithm."""
-    if "algorithm.inner_steps" not in final or memory_col not in final:
+MEMORY_LABEL = {"peak_tensor_mib": "algorithm peak: live tensors of one outer step (MiB)",
+                "peak_memory_mib": "RSS above baseline (MiB)"}
+
+
+def memory_vs_steps(final: pd.DataFrame, memory_col: str, path: Path, style: FigureStyle
+                    ) -> Path | None:
+    """The algorithm's peak memory against the unroll length (``algorithm.inner_steps``) for
+    algorithms run at ≥ 2 lengths; without any, one bar per configuration (rank order)."""
+    if memory_col not in final or not final[memory_col].notna().any():
         return None
-    data = final[final["algorithm.inner_steps"].notna() & final[memory_col].notna()].copy()
+    data = final[final[memory_col].notna()].copy()
+    ylabel = MEMORY_LABEL.get(memory_col, memory_col)
+    steps = "algorithm.inner_steps"
+    multi = []
+    if steps in data:
+        counts = data[data[steps].notna()].groupby("algorithm")[steps].nunique()
+        multi = sorted(counts[counts >= 2].index)
+    if multi:
+        fig, ax = plt.subplots(figsize=(8.5, 4.4))
+        for name in multi:
+            rows = data[data["algorithm"] == name]
+            curve = rows.groupby(steps)[memory_col].median().sort_index()
+            first = style.sort(rows["label"].unique())[0]
+            ax.plot(curve.index.astype(float), curve.values, marker="o",
+                    color=style.colors.get(first), linestyle=style.styles.get(first, "-"),
+                    label=name)
+        if data[steps].max() / max(data[steps].min(), 1) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel("inner steps T (unroll length)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{style.title}: peak memory vs unroll length (median over seeds)",
+                     fontsize=9)
+        _legend(ax, len(multi))
+        return _save(fig, path)
+    med = data.groupby("label")[memory_col].median()
+    labels = style.sort(med.index)
+    fig, ax = plt.subplots(figsize=(8.5, 0.3 * len(labels) + 1.5))
+    ax.barh(range(len(labels)), [med[lab] for lab in labels],
+            color=[style.colors.get(lab) for lab in labels])
+    ax.set_yticks(range(len(labels)), [style.legend_label(lab) for lab in labels], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    ax.set_title(f"{style.title}: peak memory per configuration (one T each; median over "
+                 "seeds)", fontsize=9)
+    return _save(fig, path)
+
+
+def pareto(table: pd.DataFrame, column: str, header: str, higher: bool, path: Path,
+           style: FigureStyle) -> Path | None:
+    """Mean final ranked metric vs mean solver time per configuration (95 % intervals), front
+    highlighted."""
+    data = table[table[f"{column}_mean"].notna() & table["solver_seconds_mean"].notna()]
     if data.empty:
         return None
-    data["inner steps T"] = data["algorithm.inner_steps"].astype(float)
-    data["start"] = np.where(data.get("algorithm.warm_start", True).astype(bool), "warm", "cold")
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    sns.lineplot(data=data, x="inner steps T", y=memory_col, hue="algorithm", style="start",
-                 markers=True, errorbar=None, ax=ax)
-    if data["inner steps T"].nunique() > 2 and data["inner steps T"].max() / max(
-            data["inner steps T"].min(), 1) > 20:
-        ax.set_xscale("log")
-    ax.set_ylabel({"peak_tensor_mib": "peak live tensor memory per step (MiB)",
-                   "peak_memory_mib": "peak memory (MiB)"}.get(memory_col, memory_col))
-    ax.set_title("peak memory vs unroll length / inner steps", fontsize=10)
-    _legend(ax, data["algorithm"].nunique() + 2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def pareto(table: pd.DataFrame, primary: str, higher: bool, path: Path) -> Path | None:
-    """Mean final primary metric vs mean solver time per configuration, front highlighted."""
-    data = table[table[f"{primary}_mean"].notna() & table["solver_seconds_mean"].notna()]
-    if data.empty:
-        return None
-    labels = list(data["algorithm"])
-    colors = _palette(sorted(labels))
-    fig, ax = plt.subplots(figsize=(8.5 if len(labels) > 4 else 6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(10 if len(data) > 4 else 6.5, 4.4))
     for _, row in data.iterrows():
-        ax.errorbar(row["solver_seconds_mean"], row[f"{primary}_mean"],
-                    xerr=row["solver_seconds_std"], yerr=row[f"{primary}_std"], fmt="o",
-                    color=colors[row["algorithm"]], label=row["algorithm"], capsize=2)
-    order = data.sort_values("solver_seconds_mean")
+        lab = row["algorithm"]
+        ax.errorbar(row["solver_seconds_mean"], row[f"{column}_mean"],
+                    xerr=np.nan_to_num(row["solver_seconds_ci"]),
+                    yerr=np.nan_to_num(row[f"{column}_ci"]), fmt="o", capsize=2,
+                    color=style.colors.get(lab), label=style.legend_label(lab))
     front, best = [], None
-    for _, row in order.iterrows():
-        v = row[f"{primary}_mean"]
+    for _, row in data.sort_values("solver_seconds_mean").iterrows():
+        v = row[f"{column}_mean"]
         if best is None or (v > best if higher else v < best):
             best = v
             front.append((row["solver_seconds_mean"], v))
@@ -194,19 +257,18 @@ def pareto(table: pd.DataFrame, primary: str, higher: bool, path: Path) -> Path 
         fx, fy = zip(*front, strict=True)
         ax.step(fx, fy, where="post", color="black", alpha=0.5, linewidth=1,
                 label="Pareto front")
-    _log_if_wide(ax, data[f"{primary}_mean"].to_numpy(dtype=float))
+    _log_if_wide(ax, data[f"{column}_mean"].to_numpy(dtype=float), bounded=_bounded(column))
     _log_if_wide(ax, data["solver_seconds_mean"].to_numpy(dtype=float), axis="x")
     ax.set_xlabel("solver time (s), mean over seeds")
-    ax.set_ylabel(f"final {primary} ({'higher' if higher else 'lower'} is better)")
-    ax.set_title("accuracy vs time (error bars: std over seeds)", fontsize=10)
-    _legend(ax, len(labels) + 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.set_ylabel(header)
+    ax.set_title(f"{style.title}: final {header} vs solver time (bars: 95 % intervals)",
+                 fontsize=9)
+    _legend(ax, len(data) + 1)
+    return _save(fig, path)
 
 
-def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path | None:
+def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path, style: FigureStyle
+                  ) -> Path | None:
     """Three panels: θ to min-norm inner solution, λ to min-norm outer, cold-restart gap."""
     theta_col = next((c for c in ("min_norm_dist", "theta_displacement") if c in traces
                       and traces[c].notna().any()), None)
@@ -214,8 +276,7 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path
                     and traces[c].notna().any()), None)
     if theta_col is None and lam_col is None:
         return None
-    labels = sorted(traces["label"].unique())
-    colors = _palette(labels)
+    labels = style.sort(traces["label"].unique())
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     titles = {"min_norm_dist": "‖θ − θ_min-norm(λ)‖", "theta_displacement": "‖θ − θ₀‖",
               "lam_min_norm_dist": "‖λ − λ_min-norm‖", "lam_displacement": "‖λ − λ₀‖"}
@@ -231,9 +292,8 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path
         for label in labels:
             med = meds[label]
             if label in keep and med.notna().any():
-                warm = _is_warm(traces, label)
-                ax.plot(med.index, med.values, color=colors[label], label=label,
-                        linestyle="--" if warm is False else "-")
+                ax.plot(med.index, med.values, color=style.colors.get(label),
+                        label=style.legend_label(label), linestyle=style.styles.get(label, "-"))
                 allv.append(med.to_numpy(dtype=float))
         if allv:
             v = np.concatenate(allv)
@@ -241,17 +301,22 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path
             if len(v) and v.max() / v.min() > 100:
                 ax.set_yscale("symlog", linthresh=max(v.min(), 1e-12))
         ax.set_xlabel("outer step")
-        ax.set_title(titles[col] + " over steps (median; dashed = cold start)"
+        ax.set_ylabel(titles[col])
+        ax.set_title(titles[col] + " over outer steps (median over seeds)"
                      + (f"\noff scale: {', '.join(off)}" if off else ""), fontsize=9)
     ax = axes[2]
     if "cold_restart_gap" in final and final["cold_restart_gap"].notna().any():
         gaps = final.groupby("label")["cold_restart_gap"].apply(lambda v: v.abs().max())
         keep, off = _on_scale(gaps.to_dict())
         data = final[final["cold_restart_gap"].notna() & final["label"].isin(keep)]
-        sns.barplot(data=data, y="label", x="cold_restart_gap", hue="label", palette=colors,
-                    errorbar=("pi", 60), ax=ax, legend=False, order=sorted(data["label"].unique()))
+        med = data.groupby("label")["cold_restart_gap"].median()
+        order = style.sort(med.index)
+        ax.barh(range(len(order)), [med[lab] for lab in order],
+                color=[style.colors.get(lab) for lab in order])
+        ax.set_yticks(range(len(order)), [style.legend_label(lab) for lab in order])
+        ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_xlabel("f(θ_restart, λ) − f(θ, λ) at the final λ")
+        ax.set_xlabel("F(λ) − f(θ, λ) at the final λ (median over seeds)")
         ax.set_ylabel("")
         ax.set_title("cold-restart gap at the final λ (> 0: θ carries outer information)"
                      + (f"\noff scale: {', '.join(off)}" if off else ""), fontsize=9)
@@ -262,18 +327,8 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path
         axes[1].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(4, max(len(names), 1)), fontsize=8,
                frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"{style.title}: implicit bias", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * (len(names) // 4), 1, 1))
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def metric_vs_calls(traces: pd.DataFrame, metric: str, title: str, path: Path
-                    ) -> Path | None:
-    """``metric`` against cumulative oracle calls (gradients, Hessian-/Jacobian-vector
-    products, ...: ``calls_total`` of the trace), so that machine speed does not decide the
-    comparison alone. Median over seeds with the 20–80 % band; diverging runs left off."""
-    if "calls_total" not in traces or not (traces["calls_total"] > 0).any():
-        return None
-    return _band_plot(traces, metric, title, path, "calls_total",
-                      "oracle calls (gradients + HVPs + JVPs + ...)")
