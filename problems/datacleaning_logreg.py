@@ -23,7 +23,8 @@ a small tabular dataset so that ground truth is exact: ``inner_solution`` by dam
 ``inner_step_size`` = 1/L, L = max_i a_i · λ_max(XᵀX)/(4n) + μ.
 
 Stochastic algorithms: a batch is a LongTensor of example indices (``batch_size`` of them,
-drawn with replacement); g on a batch is 1/|B| Σ_{i∈B} a_i ℓ_i + ½μ‖θ‖² (unbiased).
+by the ``sampling`` scheme of blobench.sampling: epochs of shuffled blocks by default, or i.i.d.
+draws with replacement); g on a batch is 1/|B| Σ_{i∈B} a_i ℓ_i + ½μ‖θ‖² (unbiased).
 ``n_inner_samples`` = n_train and ``n_outer_samples`` = n_val are the sizes of the two finite
 sums (for variance-reduced methods such as SABA); index i of the inner sum is training point i.
 
@@ -41,9 +42,10 @@ import torch
 from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 
-class DatacleaningLogreg(Problem):
+class DatacleaningLogreg(FiniteSumSamplers, Problem):
     name = "datacleaning_logreg"
     family = "data cleaning"
     reference = "Mehra & Hamm 2021 (ACML) sec. 5; Dagréou et al. 2022 (benchopt datacleaning)"
@@ -57,6 +59,7 @@ class DatacleaningLogreg(Problem):
         "flag_threshold": Param(float, 0.1, "a point counts as detected when a_i ≤ this",
                                 low=0.0, high=0.5),
         "batch_size": Param(int, 32, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
     }
     sizes = {"quick": {"n_train": 300, "n_val": 130},
              "full": {"n_train": 350, "n_val": 110}}
@@ -101,12 +104,6 @@ class DatacleaningLogreg(Problem):
         x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
                                                                self.y_val[batch])
         return glm.logistic_loss(theta, x, y)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)

@@ -35,6 +35,7 @@ import torch
 from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
+from blobench.sampling import index_batch, sampling_param
 
 N_CLASSES = 10
 
@@ -48,6 +49,7 @@ class DistillDigits(Problem):
         "n_train": Param(int, 1000, "real training images (outer objective)", low=1),
         "l2": Param(float, 1e-2, "μ: ridge of the inner classifier", low=0.0, low_open=True),
         "batch_size": Param(int, 0, "outer mini-batch size (real images); 0 = full", low=0),
+        "sampling": sampling_param(),
     }
     sizes = {"quick": {"per_class": 1, "n_train": 1000},
              "full": {"per_class": 10, "n_train": 1200}}
@@ -89,7 +91,8 @@ class DistillDigits(Problem):
         return glm.softmax_loss(theta, x, y)
 
     def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
+        return index_batch(self, self.n_outer_samples, self.config["batch_size"], generator,
+                           "outer")
 
     def init_outer(self, generator):
         return self.lam0.clone()

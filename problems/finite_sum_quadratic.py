@@ -39,7 +39,9 @@ Sizes: ``full`` is the paper's: n = m = 1,024, d = p = 100, μ = 0.1, L_inner = 
 L_cross = 0.1 (inner and outer), mini-batches of 64, **float32** (the reference's precision);
 ``quick`` (seconds): n = m = 128, d = p = 10, batches of 16, float64. ``dtype`` overrides.
 Mini-batches are index tensors over the samples (``n_inner_samples``/``n_outer_samples``), so
-SABA and the other finite-sum methods apply.
+SABA and the other finite-sum methods apply; ``sampling`` chooses epochs of shuffled blocks
+(``without_replacement``, the default and the reference's sampler) or i.i.d. draws
+(``with_replacement``), see :mod:`blobench.sampling`.
 
 Step sizes: ``inner_step_size`` = 1/L_b with L_b the expected smoothness of a b-sample
 mini-batch (Gower et al. 2019, Prop. 3.8): L_b = n(b−1)/(b(n−1)) L + (n−b)/(b(n−1)) L_max,
@@ -56,6 +58,7 @@ import torch
 
 from blobench.params import Param, dtype_param, torch_dtype
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 Tensor = torch.Tensor
 _TRIES = 20
@@ -189,7 +192,7 @@ class GroundTruth:
         return self.outer.grad_lam(theta, lam) - self.inner.c @ v
 
 
-class FiniteSumQuadratic(Problem):
+class FiniteSumQuadratic(FiniteSumSamplers, Problem):
     name = "finite_sum_quadratic"
     family = "synthetic (closed form, finite sum)"
     reference = ("Dagréou, Ablin, Vaiter, Moreau 2022 (NeurIPS), §4 / Fig. 2: benchopt "
@@ -209,6 +212,7 @@ class FiniteSumQuadratic(Problem):
                                low_open=True),
         "batch_size": Param(int, 64, "mini-batch size of both samplers; 0 = full batch",
                             low=0),
+        "sampling": sampling_param(),
         "dtype": dtype_param("float64"),
     }
     sizes = {
@@ -269,12 +273,6 @@ class FiniteSumQuadratic(Problem):
 
     def outer_grads_oracle(self, theta, lam, batch=None):
         return self.outer.grad_theta(theta, lam, batch), self.outer.grad_lam(theta, lam, batch)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     # ------------------------------------------------------------ set-up
     def init_outer(self, generator):

@@ -35,9 +35,10 @@ import torch
 from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 
-class LogregHO(Problem):
+class LogregHO(FiniteSumSamplers, Problem):
     name = "logreg_ho"
     family = "hyperparameter optimization"
     reference = "Pedregosa 2016 (HOAG); Dagréou et al. 2022 (benchopt bilevel benchmark)"
@@ -46,6 +47,7 @@ class LogregHO(Problem):
         "n_val": Param(int, 150, "validation points (outer objective)", low=1),
         "init_log_reg": Param(float, -2.0, "λ₀: initial log-regularization of every feature"),
         "batch_size": Param(int, 0, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
     }
     sizes = {"quick": {"n_train": 200, "n_val": 150},
              "full": {"n_train": 285, "n_val": 142}}
@@ -124,12 +126,6 @@ class LogregHO(Problem):
         x, y = self._rows(self.x_val, self.y_val, batch)
         s = torch.sigmoid(-y * (x @ theta))
         return x.T @ (y * s) / (-x.shape[0]), torch.zeros_like(lam)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=torch.float64,

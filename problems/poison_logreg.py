@@ -42,9 +42,10 @@ from blobench import datasets, glm
 from blobench.errors import UserError
 from blobench.params import Param
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 
-class PoisonLogreg(Problem):
+class PoisonLogreg(FiniteSumSamplers, Problem):
     name = "poison_logreg"
     family = "data poisoning"
     reference = "Mehra & Hamm 2021 (ACML); Muñoz-González et al. 2017"
@@ -57,6 +58,7 @@ class PoisonLogreg(Problem):
         "l2": Param(float, 1e-2, "μ: ridge of the inner logistic regression", low=0.0,
                     low_open=True),
         "batch_size": Param(int, 0, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
     }
     sizes = {"quick": {"n_train": 200, "n_val": 150, "n_poison": 10},
              "full": {"n_train": 285, "n_val": 142, "n_poison": 30}}
@@ -114,12 +116,6 @@ class PoisonLogreg(Problem):
         x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
                                                                self.y_val[batch])
         return -glm.logistic_loss(theta, x, y)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return self.lam0.clone()

@@ -32,7 +32,8 @@ higher is better), test loss; detection of the corrupted images: *flagged* = a_i
 precision / recall of the flagged set (precision = 0 when nothing is flagged),
 ``corrupt_downweighted`` = fraction of corrupted images with a_i < ½, ``kept_fraction``.
 
-Stochastic algorithms: a batch is a LongTensor of example indices (``batch_size``, with
+Stochastic algorithms: a batch is a LongTensor of example indices (``batch_size``, by the
+``sampling`` scheme of blobench.sampling: epochs of shuffled blocks by default, or with
 replacement); g on a batch is 1/|B| Σ_{i∈B} a_i ℓ_i + ½μ‖θ‖². ``n_inner_samples`` = n_train and
 ``n_outer_samples`` = n_val are the sizes of the finite sums (for SABA-type methods).
 """
@@ -44,11 +45,12 @@ import torch
 from blobench import datasets, glm
 from blobench.params import Param
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 N_CLASSES = 10
 
 
-class ReweightDigits(Problem):
+class ReweightDigits(FiniteSumSamplers, Problem):
     name = "reweight_digits"
     family = "data cleaning"
     reference = "Mehra & Hamm 2021 (ACML) sec. 5 (data denoising); Dagréou et al. 2022"
@@ -62,6 +64,7 @@ class ReweightDigits(Problem):
         "flag_threshold": Param(float, 0.1, "an image counts as detected when a_i ≤ this",
                                 low=0.0, high=0.5),
         "batch_size": Param(int, 64, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
     }
     sizes = {"quick": {"n_train": 500, "n_val": 200},
              "full": {"n_train": 1000, "n_val": 300}}
@@ -109,12 +112,6 @@ class ReweightDigits(Problem):
         x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
                                                                self.y_val[batch])
         return glm.softmax_loss(theta, x, y)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)

@@ -22,9 +22,10 @@ import torch
 
 from blobench.params import Param
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 
-class RidgeHO(Problem):
+class RidgeHO(FiniteSumSamplers, Problem):
     name = "ridge_ho"
     family = "hyperparameter optimization"
     reference = "Pedregosa 2016 (HOAG); Franceschi et al. 2017"
@@ -36,6 +37,7 @@ class RidgeHO(Problem):
         "noise": Param(float, 1.0, "σ, noise standard deviation", low=0.0),
         "per_feature": Param(bool, True, "one regularization per feature (else one scalar)"),
         "batch_size": Param(int, 0, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
     }
     sizes = {
         "quick": {"n_train": 100, "n_val": 100, "n_test": 1000, "n_features": 20},
@@ -125,12 +127,6 @@ class RidgeHO(Problem):
     def outer_grads_oracle(self, theta, lam, batch=None):
         x, y = self._rows(self.x_val, self.y_val, batch)
         return x.T @ (x @ theta - y) / x.shape[0], torch.zeros_like(lam)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.config["n_train"], self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.config["n_val"], self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=torch.float64, device=self.device)
