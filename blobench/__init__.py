@@ -1,10 +1,47 @@
-"""blobench — a benchmark suite for gradient-based bilevel optimization (PyTorch)."""
+"""blobench — a benchmark suite for gradient-based bilevel optimization (PyTorch).
 
-from blobench.algorithm import Algorithm, DoubleLoop, ImplicitDoubleLoop, State
-from blobench.errors import UserError
-from blobench.params import Param
-from blobench.problem import Budget, Problem
+The plugin API (``Problem``, ``Algorithm``, ``DoubleLoop``, ``ImplicitDoubleLoop``, ``Param``,
+``State``, ``Budget``, ``UserError``) and the Python API (``run``, ``load_results``,
+``RunSpec``, ``prepare``; see docs/python-api.md) are exported lazily (PEP 562): importing
+``blobench`` alone imports no torch, so the command line starts fast; the first access to a
+name imports its module.
+"""
 
-__all__ = ["Algorithm", "Budget", "DoubleLoop", "ImplicitDoubleLoop", "Param", "Problem",
-           "State", "UserError"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+#: exported name -> the module that defines it
+_EXPORTS = {
+    "Algorithm": "blobench.algorithm", "DoubleLoop": "blobench.algorithm",
+    "ImplicitDoubleLoop": "blobench.algorithm", "State": "blobench.algorithm",
+    "UserError": "blobench.errors", "Param": "blobench.params",
+    "Budget": "blobench.problem", "Problem": "blobench.problem",
+    "run": "blobench.api", "load_results": "blobench.api", "RunSpec": "blobench.api",
+    "prepare": "blobench.api",
+}
+__all__ = ["Algorithm", "Budget", "DoubleLoop", "ImplicitDoubleLoop", "Param", "Problem",
+           "RunSpec", "State", "UserError", "load_results", "prepare", "run"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from blobench.algorithm import Algorithm, DoubleLoop, ImplicitDoubleLoop, State
+    from blobench.api import RunSpec, load_results, prepare, run
+    from blobench.errors import UserError
+    from blobench.params import Param
+    from blobench.problem import Budget, Problem
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blobench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

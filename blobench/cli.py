@@ -1,39 +1,43 @@
-"""The ``blobench`` command line: list, run, leaderboard, results.
+"""The ``blobench`` command line: thin — it parses options and calls the Python API.
 
-Bad input is one line on stderr and exit code 2 (``--debug`` shows the traceback).
+``blobench run`` turns its options (and a ``--config`` TOML file) into one
+:class:`blobench.api.RunSpec` and runs it through :func:`blobench.api.prepare`; the other
+subcommands call their module's function. This module imports nothing heavy at import time
+(no torch, pandas or plotting): each subcommand imports what it needs when it runs, and a
+subcommand implemented in its own module (``EXTENSIONS``) is imported only when it is the one
+given, so ``blobench --help`` and ``blobench list`` start fast and a cell process that
+re-imports the launching script pays nothing.
+
+Conventions: ``--version``; ``-q/--quiet``, ``-v/--verbose`` and ``--debug`` before or after
+the subcommand; ``-p/--problem`` and ``-a/--algorithm`` name entries in every subcommand;
+``--n-jobs`` defaults to the available cores in run, tune and reproduce. Bad input is one
+line on stderr and exit code 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
-from blobench.check import check_algorithm, check_problem, format_report
+from blobench import __version__
+from blobench.api import DEFAULT_RESULTS, DEFAULT_SEEDS, RunSpec, cores
 from blobench.errors import UserError
-from blobench.harness import plan
-from blobench.leaderboard import write_compare, write_leaderboard
-from blobench.registry import Registry, get_registry
-from blobench.results import results_frame
-from blobench.runner import run_cells
-from blobench.scaffold import new_entry
-from blobench.store import ResultsStore
 
-DEFAULT_RESULTS = "results"
+DEFAULT_LEADERBOARD = "leaderboards"
 #: subcommands implemented in their own modules: ``add_arguments(parser)`` and
-#: ``command(args) -> exit code``; the ``--results`` and ``--plugins`` options are added here
+#: ``command(args) -> exit code``; imported only when given. ``--results``, ``--plugins`` and
+#: the verbosity options are added here.
 EXTENSIONS = {
     "reproduce": ("blobench.reproduce", "reproduce a seed paper's claims, with a verdict each"),
     "tune": ("blobench.tuning", "tune hyperparameters on the validation objective"),
-    "bench": ("blobench.bench", "measure hypergradient cost ratios (pytest-benchmark)"),
+    "bench": ("blobench.bench", "measure the benchmark's own speed against its goals"),
     "data": ("blobench.data.cli", "datasets: list (license, present or not, where), fetch NAME"),
 }
-DEFAULT_LEADERBOARD = "leaderboards"
 
 
 def _positive_int(text: str) -> int:
@@ -56,88 +60,130 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--debug``, ``-q``, ``-v``: on the main parser (``default`` False/0) and on every
+    subcommand (``default`` SUPPRESS, so a flag given before the subcommand is kept)."""
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="count", default=default,
+                        help="less output: no progress, no notes (warnings and errors stay)")
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="more output: one line per cell, skipped pairs, timings")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_common(p: argparse.ArgumentParser, results: bool = True) -> None:
+    """``--plugins`` (and ``--results``) as every subcommand spells them."""
+    p.add_argument("--plugins", action="append", default=[], metavar="DIR",
+                   help="extra folder of problem/algorithm files (repeatable)")
+    if results:
+        p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
+                       help=f"results store (default: {DEFAULT_RESULTS}/)")
+
+
+def add_n_jobs(p: argparse.ArgumentParser, what: str = "cells", default: Any = None) -> None:
+    """``--n-jobs``, with the same default (every available core) wherever cells run."""
+    p.add_argument("--n-jobs", type=_positive_int, metavar="N", default=default,
+                   help=f"{what} run at once, each in its own process (default: the "
+                        f"{cores()} available core(s))")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``blobench run``: each is a :class:`~blobench.api.RunSpec` field and a
+    key of ``--config`` files. Defaults are SUPPRESSed here (the spec holds them), so that
+    what the command line gives explicitly overrides the config file and nothing else does."""
+    s = argparse.SUPPRESS
+    p.add_argument("-p", "--problem", action="append", metavar="ENTRY", default=s,
+                   help='problem, with bracket grid: "ridge_ho[per_feature=[true,false]]"'
+                        " (default: all)")
+    p.add_argument("-a", "--algorithm", action="append", metavar="ENTRY", default=s,
+                   help='algorithm, with bracket grid: "implicit_cg[cg_steps=[5,20]]"'
+                        " (default: all)")
+    p.add_argument("--seeds", type=_positive_int, metavar="N", default=s,
+                   help=f"seeds 0..N-1 (default {DEFAULT_SEEDS}; the leaderboard's suite "
+                        "is --seeds 3)")
+    p.add_argument("--size", default=s, help="problem size: quick (default) or full")
+    p.add_argument("--steps", type=_positive_int, default=s,
+                   help="outer steps (default: problem's)")
+    p.add_argument("--max-seconds", type=_positive_float, metavar="S", default=s,
+                   help="solver-time budget per cell")
+    p.add_argument("--eval-every", type=_positive_int, metavar="N", default=s,
+                   help="evaluate every N outer steps (default: problem's)")
+    p.add_argument("--device", default=s, help="cpu (default) or cuda[:i]")
+    p.add_argument("--threads", type=_positive_int, default=s,
+                   help="torch threads per cell (default 1, for comparable timings)")
+    add_n_jobs(p, default=s)
+    p.add_argument("--backend", choices=("local", "dask"), default=s,
+                   help="local processes (default) or an existing Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=s,
+                   help="Dask scheduler address for --backend dask (tcp://host:8786)")
+    p.add_argument("--cell-timeout", type=_positive_float, metavar="S", default=s,
+                   help="stop a cell after S seconds of wall-clock and record 'timeout'")
+    p.add_argument("--in-process", action="store_true", default=s,
+                   help="run cells in this process (debugging/profiling; no isolation)")
+    p.add_argument("--force", action="store_true", default=s, help="rerun cells already stored")
+    p.add_argument("--no-progress", action="store_true", default=s, help="no progress output")
+    p.add_argument("--strict", action="store_true", default=s,
+                   help="exit 1 if any cell failed, in this run or cached from an earlier one "
+                        "(default: record it and exit 0)")
+    p.add_argument("--settings", metavar="FILE", default=s,
+                   help="tuned settings for parameters not given in brackets (default: the "
+                        "project's leaderboards/tuned_settings.json; see blobench tune)")
+    p.add_argument("--no-tuned", action="store_true", default=s,
+                   help="ignore tuned settings: every unset parameter at its default")
+    p.add_argument("--plugins", action="append", metavar="DIR", default=s,
+                   help="extra folder of problem/algorithm files (repeatable)")
+    p.add_argument("--results", metavar="DIR", default=s,
+                   help=f"results store (default: {DEFAULT_RESULTS}/)")
+    p.add_argument("--config", metavar="FILE",
+                   help="read options from a TOML file (keys = option names; options given "
+                        "on the command line override it)")
+    p.add_argument("--save-config", metavar="FILE",
+                   help="write this run's options to a TOML file (for --config) and run")
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan and report the cells, run nothing (with --save-config: save)")
+
+
+def _selected_command(argv: list[str]) -> str | None:
+    """The subcommand of ``argv`` (its first word not starting with '-'), if any."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; an extension subcommand's options are loaded only when ``argv`` names it
+    (its module may import torch)."""
     parser = argparse.ArgumentParser(prog="blobench", description=(
         "Benchmark of gradient-based bilevel optimization algorithms."))
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"blobench {__version__}")
+    _global_options(parser, default=0)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parent = argparse.ArgumentParser(add_help=False)
+    _global_options(parent, default=argparse.SUPPRESS)
 
-    def common(p: argparse.ArgumentParser, results: bool = True) -> None:
-        p.add_argument("--plugins", action="append", default=[], metavar="DIR",
-                       help="extra folder of problem/algorithm files (repeatable)")
-        if results:
-            p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
-                           help=f"results store (default: {DEFAULT_RESULTS}/)")
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[parent], description=help_text)
 
-    p_list = sub.add_parser("list", help="problems and algorithms with their hyperparameters")
+    p_list = add("list", "problems and algorithms with their hyperparameters")
     p_list.add_argument("what", nargs="?", choices=("problems", "algorithms"))
-    common(p_list, results=False)
+    add_common(p_list, results=False)
 
-    p_run = sub.add_parser("run", help="run cells (problem × algorithm × seed)")
-    p_run.add_argument("-p", "--problem", action="append", default=[], metavar="ENTRY",
-                       help='problem, with bracket grid: "ridge_ho[per_feature=[true,false]]"'
-                            " (default: all)")
-    p_run.add_argument("-a", "--algorithm", action="append", default=[], metavar="ENTRY",
-                       help='algorithm, with bracket grid: "implicit_cg[cg_steps=[5,20]]"'
-                            " (default: all)")
-    p_run.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
-                       help="seeds 0..N-1 (default 3)")
-    p_run.add_argument("--size", default="quick", help="problem size: quick (default) or full")
-    p_run.add_argument("--steps", type=_positive_int, help="outer steps (default: problem's)")
-    p_run.add_argument("--max-seconds", type=_positive_float, metavar="S",
-                       help="solver-time budget per cell")
-    p_run.add_argument("--eval-every", type=_positive_int, metavar="N",
-                       help="evaluate every N outer steps (default: problem's)")
-    p_run.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
-    p_run.add_argument("--threads", type=_positive_int, default=1,
-                       help="torch threads per cell (default 1, for comparable timings)")
-    p_run.add_argument("--n-jobs", type=_positive_int, metavar="N",
-                       help=f"cells run at once, each in its own process with --threads "
-                            f"threads (default: the {_cores()} available core(s))")
-    p_run.add_argument("--backend", choices=("local", "dask"), default="local",
-                       help="local processes (default) or an existing Dask cluster")
-    p_run.add_argument("--scheduler", metavar="ADDRESS",
-                       help="Dask scheduler address for --backend dask (tcp://host:8786)")
-    p_run.add_argument("--cell-timeout", type=_positive_float, metavar="S",
-                       help="stop a cell after S seconds of wall-clock and record 'timeout'")
-    p_run.add_argument("--in-process", action="store_true",
-                       help="run cells in this process (debugging/profiling; no isolation)")
-    p_run.add_argument("--force", action="store_true", help="rerun cells already stored")
-    p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p_run.add_argument("--strict", action="store_true",
-                       help="exit 1 if any cell failed (default: record it and exit 0)")
-    p_run.add_argument("--settings", default="leaderboards/tuned_settings.json", metavar="FILE",
-                       help="tuned settings used for parameters not given in brackets "
-                            "(default: leaderboards/tuned_settings.json; see blobench tune)")
-    p_run.add_argument("--no-tuned", action="store_true",
-                       help="ignore tuned settings: every unset parameter at its default")
-    p_run.add_argument("--data-dir", metavar="DIR",
-                       help="data root of the datasets (default: $BLOBENCH_DATA, else "
-                            "~/.cache/blobench/data; see `blobench data list`)")
-    common(p_run)
+    _add_run_options(add("run", "run cells (problem × algorithm × seed)"))
 
-    p_new = sub.add_parser("new", help="write a new algorithm or problem file from a template")
+    p_new = add("new", "write a new algorithm or problem file from a template")
     p_new.add_argument("kind", choices=("algorithm", "problem"))
     p_new.add_argument("name", help="entry name, lower_snake_case")
     p_new.add_argument("--dir", metavar="DIR",
                        help="folder to write to (default: algorithms/ or problems/)")
-    common(p_new, results=False)
+    add_common(p_new, results=False)
 
-    p_check = sub.add_parser("check", help="validate an algorithm (or --problem) entry")
+    p_check = add("check", "validate an algorithm entry (or problem entries with -p)")
     p_check.add_argument("name", nargs="?", help="algorithm to check")
-    p_check.add_argument("--problem", metavar="NAME", help="check this problem instead")
-    p_check.add_argument("-p", "--on", action="append", default=[], metavar="PROBLEM",
-                         help="run the algorithm only on these problems (default: all)")
-    common(p_check, results=False)
+    p_check.add_argument("-p", "--problem", "--on", action="append", default=[],
+                         metavar="PROBLEM", dest="problem",
+                         help="with an algorithm: run it only on these problems (default: "
+                              "all); without: check these problem entries")
+    add_common(p_check, results=False)
 
-    p_lb = sub.add_parser("leaderboard", help="write leaderboard pages from the results")
+    p_lb = add("leaderboard", "write leaderboard pages from the results")
     p_lb.add_argument("--out", default=DEFAULT_LEADERBOARD, metavar="DIR",
                       help=f"output folder (default: {DEFAULT_LEADERBOARD}/)")
     p_lb.add_argument("--compare", nargs=2, metavar=("A", "B"),
@@ -147,28 +193,51 @@ def build_parser() -> argparse.ArgumentParser:
     p_lb.add_argument("--all-versions", action="store_true",
                       help="also use records made by older code of an entry or the engine "
                            "(default: current code only)")
-    common(p_lb)
+    p_lb.add_argument("--baseline", metavar="DIR",
+                      help="merge the records shipped with a leaderboard (DIR/records/*.parquet,"
+                           " e.g. leaderboards/) under the results: your cells replace the "
+                           "same cells, the others are ranked beside yours without rerunning")
+    p_lb.add_argument("--no-site", action="store_true",
+                      help="no interactive HTML site (OUT/site/)")
+    add_common(p_lb)
 
+    selected = _selected_command(sys.argv[1:] if argv is None else argv)
     for name, (module, help_text) in EXTENSIONS.items():
-        if importlib.util.find_spec(module) is None:
-            continue
-        ext = sub.add_parser(name, help=help_text)
-        importlib.import_module(module).add_arguments(ext)
-        common(ext)
+        ext = add(name, help_text)
+        if name == selected:
+            importlib.import_module(module).add_arguments(ext)
+            add_common(ext)
 
-    p_res = sub.add_parser("results", help="every finished cell as one flat table")
-    p_res.add_argument("--format", choices=("csv", "json"), default="csv")
+    p_res = add("results", "every finished cell as one flat table")
+    p_res.add_argument("--format", choices=("csv", "json", "parquet"), default="csv",
+                       help="csv (default), json, or parquet (needs --out)")
+    p_res.add_argument("--traces", action="store_true",
+                       help="the long table: one row per (cell, evaluation) instead of one "
+                            "per cell")
     p_res.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p_res.add_argument("--all-versions", action="store_true",
                        help="keep records of older code versions too")
-    common(p_res)
+    add_common(p_res)
     return parser
 
 
-def _registry(args: argparse.Namespace) -> Registry:
+# --------------------------------------------------------------------------- commands
+def _note(args: argparse.Namespace, message: str, level: int = 1) -> None:
+    """A message on stderr shown at verbosity >= ``level`` (1 = default, 2 = -v)."""
+    if args.verbosity >= level:
+        print(message, file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"blobench: warning: {message}", file=sys.stderr)
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from blobench.registry import get_registry
+
     registry = get_registry(args.plugins)
     for where, message in registry.errors:
-        print(f"blobench: warning: plugin {where} not loaded: {message}", file=sys.stderr)
+        _warn(f"plugin {where} not loaded: {message}")
     return registry
 
 
@@ -198,75 +267,127 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_spec(args: argparse.Namespace) -> RunSpec:
+    """The :class:`RunSpec` of ``blobench run``'s options: the ``--config`` file's keys, then
+    the options given on the command line over them."""
+    from blobench.api import load_config
+
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("command", "config", "save_config", "dry_run", "debug", "quiet",
+                          "verbose", "verbosity", "argv")}
+    data: dict[str, Any] = {}
+    if args.config:
+        data = dict(load_config(args.config))
+        for key in [k for k in data if k.replace("-", "_") in given]:
+            del data[key]  # the command line wins, under either spelling
+        spec = RunSpec.from_mapping({**data, **given}, where=args.config)
+        spec.config_file = str(Path(args.config).resolve())
+        return spec
+    return RunSpec.from_mapping(given, where="options")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    registry = _registry(args)
-    if args.data_dir:  # read by blobench.data in every cell's process
-        os.environ["BLOBENCH_DATA"] = str(Path(args.data_dir).resolve())
-    store = ResultsStore(args.results)
-    tuned = None
-    if not args.no_tuned:
-        from blobench.tuning import load_settings
+    from blobench.api import prepare, save_config
+    from blobench.runner import progress_mode
 
-        tuned = load_settings(args.settings)
-    cells, skipped = plan(
-        registry, args.problem or sorted(registry.problems),
-        args.algorithm or sorted(registry.algorithms), list(range(args.seeds)),
-        size=args.size, device=args.device, steps=args.steps, seconds=args.max_seconds,
-        eval_every=args.eval_every, threads=args.threads, plugins=tuple(args.plugins),
-        tuned=tuned)
-    for problem, label, reason in skipped:
-        print(f"skipped {problem} × {label}: {reason}", file=sys.stderr)
-    if tuned is not None:
-        from blobench.tuning import stale_files
-
-        by_file: dict[str, set[str]] = {}
-        for cell in cells:
-            if cell.tuned:
-                changed = stale_files(registry, cell.problem, cell.algorithm,
-                                      cell.tuned.get("code", {}))
-                if changed:
-                    by_file.setdefault(", ".join(changed), set()).add(cell.tuned["key"])
-        for changed, keys in sorted(by_file.items()):
-            names = sorted(keys)
-            print(f"blobench: warning: {len(names)} tuned setting(s) stale, {changed} changed "
-                  f"since tuning: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''} "
-                  "(rerun blobench tune --missing)", file=sys.stderr)
-    # default: all cores locally, all workers on a Dask cluster (-1), one cell in-process
-    n_jobs = args.n_jobs or (1 if args.in_process else -1 if args.backend == "dask"
-                             else _cores())
-    summary = run_cells(registry, cells, store, force=args.force, n_jobs=n_jobs,
-                        backend=args.backend, scheduler=args.scheduler,
-                        cell_timeout=args.cell_timeout, isolate=not args.in_process,
-                        progress=not args.no_progress)
-    for path, reason in store.corrupt:
-        print(f"blobench: warning: corrupt record {path} ({reason}); its cell was rerun",
-              file=sys.stderr)
+    spec = run_spec(args)
+    if args.save_config:
+        _note(args, f"wrote {save_config(spec, args.save_config)}")
+    pipeline = prepare(spec)
+    for message in pipeline.warnings:
+        _warn(message)
+    if pipeline.skipped:
+        _note(args, f"{len(pipeline.skipped)} (problem, algorithm) pair(s) skipped: they do not "
+              "apply" + ("" if args.verbosity >= 2 else " (-v lists them)"))
+        for problem, label, reason in pipeline.skipped:
+            _note(args, f"  skipped {problem} × {label}: {reason}", level=2)
+    _note(args, pipeline.settings_message())
+    if args.dry_run:
+        print(f"{len(pipeline.cells)} cell(s) planned (--dry-run: nothing run)")
+        return 0
+    mode = progress_mode(spec.progress and args.verbosity >= 1, verbose=args.verbosity >= 2)
+    summary = pipeline.execute(progress=mode)
+    for path, reason in pipeline.store.corrupt:
+        _warn(f"corrupt record {path} ({reason}); its cell was rerun")
     if summary.ran == 0 and summary.cached:
-        print(f"nothing to do: all {summary.cached} cell(s) are already in {args.results}/ "
+        print(f"nothing to do: all {summary.cached} cell(s) are already in {spec.results}/ "
               "(use --force to rerun)")
+        if summary.cached_failures:
+            print(summary.text().split("\n", 1)[1])
     else:
         print(summary.text())
-    return 1 if args.strict and summary.failures else 0
+    if summary.efficiency is not None:
+        _note(args, f"wall {summary.wall_seconds:.1f} s for {summary.solver_seconds:.1f} s of "
+              f"solver time at --n-jobs {summary.n_jobs}: efficiency "
+              f"{summary.efficiency:.2f}", level=2)
+    failed = summary.failures or summary.cached_failures
+    return 1 if spec.strict and failed else 0
+
+
+def _check_compare(first: str, second: str, results: str) -> None:
+    """Two folders, or two labels present in ``results``: anything else is an error."""
+    from blobench.errors import unknown_name
+    from blobench.store import ResultsStore
+
+    dirs = [Path(first).is_dir(), Path(second).is_dir()]
+    if all(dirs):
+        return
+    if any(dirs):
+        folder, other = (first, second) if dirs[0] else (second, first)
+        raise UserError(f"--compare: {folder!r} is a results folder but {other!r} is not; "
+                        "give two folders or two algorithm labels")
+    labels = {r["label"] for r in ResultsStore(results).records()}
+    for label in (first, second):
+        if label not in labels:
+            raise unknown_name(f"algorithm label in {results}/ (--compare)", label, labels)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from blobench.leaderboard import write_compare, write_leaderboard
+    from blobench.store import ResultsStore
+
     registry = _registry(args)
     command = "blobench " + " ".join(args.argv)
     if args.compare:
+        _check_compare(args.compare[0], args.compare[1], args.results)
         path = write_compare(registry, args.compare[0], args.compare[1], args.results,
                              Path(args.out), command=command)
         sys.stdout.write(path.read_text())
         print(f"wrote {path}")
         return 0
-    written = write_leaderboard(registry, ResultsStore(args.results), Path(args.out),
+    # read-only: a missing results folder is not created (it may be absent with --baseline)
+    store = ResultsStore(args.results) if Path(args.results).is_dir() else None
+    if store is None and not args.baseline:
+        raise UserError(f"results folder {args.results!r} does not exist: run `blobench run` "
+                        "first (nothing was written)")
+    written = write_leaderboard(registry, store, Path(args.out),
                                 command=command, figures=not args.no_figures,
-                                all_versions=args.all_versions)
+                                all_versions=args.all_versions,
+                                baseline=Path(args.baseline) if args.baseline else None,
+                                site=not args.no_site)
     print(f"wrote {len(written)} file(s) to {args.out}/")
     return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    frame = results_frame(ResultsStore(args.results), all_versions=args.all_versions)
+    from blobench.api import load_results
+
+    frame = load_results(args.results, all_versions=args.all_versions)
+    if frame.empty:
+        raise UserError(f"no records in {args.results}/: run `blobench run` first")
+    if args.traces:
+        from blobench.results import results_frame
+        from blobench.store import ResultsStore
+
+        frame = results_frame(ResultsStore(args.results), all_versions=args.all_versions,
+                              traces=True)
+    if args.format == "parquet":
+        from blobench.results import write_parquet
+
+        if not args.out:
+            raise UserError("--format parquet writes a binary file: give --out FILE")
+        write_parquet(frame, args.out)
+        return 0
     if args.format == "csv":
         text = frame.to_csv(index=False)
     else:
@@ -279,27 +400,36 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from blobench.scaffold import new_entry
+
     registry = _registry(args)
     path = new_entry(registry, args.kind, args.name, Path(args.dir) if args.dir else None)
     how = f"blobench check {args.name}" if args.kind == "algorithm" else (
-        f"blobench check --problem {args.name}")
+        f"blobench check -p {args.name}")
     extra = f" --plugins {path.parent}" if args.dir else ""
     print(f"wrote {path}\nnext: edit it, then `{how}{extra}`")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from blobench.check import check_algorithm, check_problem, format_report
+
     registry = _registry(args)
-    if args.problem:
-        findings = check_problem(registry, args.problem)
-        title = f"problem {args.problem} ({registry.source_file('problem', args.problem)})"
-    elif args.name:
-        findings = check_algorithm(registry, args.name, problems=args.on or None)
-        title = f"algorithm {args.name} ({registry.source_file('algorithm', args.name)})"
-    else:
-        raise UserError("name an algorithm to check, or a problem with --problem NAME")
-    print(format_report(title, findings))
-    return 0 if all(f.passed for f in findings) else 1
+    if args.name:
+        findings = check_algorithm(registry, args.name, problems=args.problem or None)
+        print(format_report(
+            f"algorithm {args.name} ({registry.source_file('algorithm', args.name)})",
+            findings))
+        return 0 if all(f.passed for f in findings) else 1
+    if not args.problem:
+        raise UserError("name an algorithm to check, or problems with -p NAME")
+    passed = True
+    for name in args.problem:
+        findings = check_problem(registry, name)
+        print(format_report(f"problem {name} ({registry.source_file('problem', name)})",
+                            findings))
+        passed = passed and all(f.passed for f in findings)
+    return 0 if passed else 1
 
 
 COMMANDS = {"list": cmd_list, "new": cmd_new, "check": cmd_check, "run": cmd_run,
@@ -318,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     args.argv = argv
+    args.verbosity = 1 + (args.verbose or 0) - (args.quiet or 0)
     try:
         return COMMANDS.get(args.command, _extension_command)(args)
     except UserError as exc:

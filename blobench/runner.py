@@ -14,6 +14,13 @@ Execution, one code path for every backend:
 - Records come back to this (the client) process, which writes each one to the results store
   as soon as it arrives. One writer means no shared file system is needed on a cluster, and an
   interrupted run loses only the cells in flight: a rerun does only the missing ones.
+- Fixed cost per cell: the fork server imports the engine once, and the launching script
+  (``__main__``) once, in the server (``"__main__"`` in the preload list), so a forked cell
+  does not re-import it as ``__mp_main__`` (for the ``blobench`` console script that cost
+  seconds per cell when the CLI imported the plotting stack; it now imports nothing heavy).
+- Progress (:class:`Progress`): a bar on a terminal, one line per finished cell otherwise,
+  with an ETA that weights each cell by its expected seconds (its earlier record, else the
+  mean of its problem's finished cells); cells with earlier timings run longest first.
 
 ``isolate=False`` runs cells in this process instead (for debugging and profiling).
 """
@@ -24,14 +31,14 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
-
-from tqdm import tqdm
+from typing import Any, TextIO
 
 from blobench.errors import UserError
 from blobench.harness import Cell, cell_version, new_record, run_cell
@@ -48,25 +55,189 @@ class Summary:
     cached: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: failures read from the store (recorded by an earlier run), not rerun
+    cached_failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Σ solver seconds of the cells run, the run's wall seconds and its cells at once
+    solver_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    n_jobs: int = 1
 
     @property
     def ran(self) -> int:
         return sum(self.statuses.values())
 
+    @property
+    def efficiency(self) -> float | None:
+        """Σ solver time / (wall time × cells at once): 1 = no time outside the solvers."""
+        if not self.wall_seconds or self.n_jobs < 1:
+            return None
+        return self.solver_seconds / (self.wall_seconds * self.n_jobs)
+
+    @staticmethod
+    def _failure(record: dict[str, Any]) -> tuple[str, str] | None:
+        if record["status"] not in FAILED:
+            return None
+        cfg = record["config"]
+        step = f" at step {record['failed_step']}" if record["failed_step"] else ""
+        return (record["status"], f"{cfg['problem']} × {record['label']} "
+                f"seed {cfg['seed']}{step}: {record['message']}")
+
     def add(self, record: dict[str, Any]) -> None:
         self.statuses[record["status"]] += 1
-        if record["status"] in FAILED:
-            cfg = record["config"]
-            step = f" at step {record['failed_step']}" if record["failed_step"] else ""
-            self.failures.append((record["status"], f"{cfg['problem']} × {record['label']} "
-                                  f"seed {cfg['seed']}{step}: {record['message']}"))
+        self.solver_seconds += record.get("solver_seconds") or 0.0
+        failure = self._failure(record)
+        if failure:
+            self.failures.append(failure)
+
+    def add_cached(self, record: dict[str, Any]) -> None:
+        self.cached += 1
+        failure = self._failure(record)
+        if failure:
+            self.cached_failures.append(failure)
 
     def text(self) -> str:
         parts = [f"{self.ran} cell(s) run", f"{self.cached} cached (skipped)"]
         parts += [f"{n} {status}" for status, n in sorted(self.statuses.items())]
         lines = [", ".join(parts)]
         lines += [f"  {status}: {msg}" for status, msg in self.failures]
+        if self.cached_failures:
+            lines.append(f"{len(self.cached_failures)} cached cell(s) failed in an earlier "
+                         "run (--force reruns them):")
+            lines += [f"  {status} (cached): {msg}" for status, msg in self.cached_failures]
         return "\n".join(lines)
+
+
+# -------------------------------------------------------------------- progress
+def progress_mode(enabled: bool = True, verbose: bool = False,
+                  stream: TextIO | None = None) -> str:
+    """How to show progress: "bar" on a terminal, "lines" (one per finished cell) otherwise,
+    "both" with ``verbose`` on a terminal, "off" when disabled or ``TQDM_DISABLE`` is set."""
+    stream = stream or sys.stderr
+    if not enabled or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"):
+        return "off"
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return "lines"
+    return "both" if verbose else "bar"
+
+
+def _clock(seconds: float) -> str:
+    h, rest = divmod(round(seconds), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _record_seconds(record: dict[str, Any]) -> float:
+    """A record's wall seconds as its supervisor saw them (process start to record)."""
+    if record.get("cell_seconds") is not None:
+        return float(record["cell_seconds"])
+    return max(0.0, record.get("finished", 0.0) - record.get("started", 0.0))
+
+
+class Progress:
+    """Finished cells with an ETA that weights each cell by its expected seconds.
+
+    A cell's expected seconds: its ``prior`` (an earlier record of the same configuration),
+    else the mean of the finished or prior cells of its problem, else of all finished cells.
+    ETA = (expected seconds of the cells left − seconds the running ones already ran) /
+    cells at once. Shown as a tqdm bar ("bar"), one line per finished cell with its label and
+    status ("lines"; what logs and CI get: no carriage-return frames), both, or nothing.
+    """
+
+    def __init__(self, cells: list[Cell], prior: dict[str, float], n_jobs: int, mode: str,
+                 stream: TextIO | None = None):
+        self.cells = {c.config_id(): c for c in cells}
+        self.prior = prior
+        self.n_jobs = n_jobs
+        self.mode = mode
+        self.stream = stream or sys.stderr
+        self.done: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+        self.color = mode in ("bar", "both") and "NO_COLOR" not in os.environ
+        self.bar = None
+        if mode in ("bar", "both"):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(cells), desc="cells", unit="cell", file=self.stream,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def started(self, cell: Cell) -> None:
+        self.running[cell.config_id()] = time.perf_counter()
+
+    def _expected(self, cell: Cell, means: dict[str, float], overall: float | None
+                  ) -> float | None:
+        cid = cell.config_id()
+        if cid in self.prior:
+            return self.prior[cid]
+        return means.get(cell.problem, overall)
+
+    def eta(self) -> float | None:
+        """Seconds left (None until something is known about the cells left)."""
+        by_problem: dict[str, list[float]] = {}
+        for cid, seconds in [*self.prior.items(), *self.done.items()]:
+            cell = self.cells.get(cid)
+            if cell is not None:
+                by_problem.setdefault(cell.problem, []).append(seconds)
+        means = {p: sum(v) / len(v) for p, v in by_problem.items()}
+        finished = list(self.done.values()) or list(self.prior.values())
+        overall = sum(finished) / len(finished) if finished else None
+        now, left = time.perf_counter(), 0.0
+        for cid, cell in self.cells.items():
+            if cid in self.done:
+                continue
+            expected = self._expected(cell, means, overall)
+            if expected is None:
+                return None
+            if cid in self.running:
+                expected = max(0.0, expected - (now - self.running[cid]))
+            left += expected
+        jobs = self.n_jobs if self.n_jobs > 0 else max(1, len(self.running))
+        return left / jobs
+
+    def finished(self, cell: Cell, record: dict[str, Any]) -> None:
+        cid = cell.config_id()
+        self.running.pop(cid, None)
+        self.done[cid] = _record_seconds(record)
+        if self.mode == "off":
+            return
+        eta = self.eta()
+        when = f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA " + (
+            "?" if eta is None else _clock(eta))
+        status = record["status"]
+        if self.color:
+            status = f"\033[{32 if status == 'ok' else 33 if status == 'not_applicable' else 31}m" \
+                     f"{status}\033[0m"
+        if self.mode in ("lines", "both"):
+            n = len(self.done)
+            width = len(str(len(self.cells)))
+            line = (f"[{n:{width}d}/{len(self.cells)}] {cell.problem} × {record['label']} seed "
+                    f"{cell.seed}: {status} {self.done[cid]:.1f} s ({when})")
+            if self.bar is not None:
+                self.bar.write(line, file=self.stream)
+            else:
+                print(line, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.set_postfix_str(when.split(", ")[1], refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def order_cells(cells: list[Cell], prior: dict[str, float]) -> list[Cell]:
+    """Longest first when every cell has an earlier timing (fewer idle cores at the end);
+    otherwise the problems interleaved, so the ETA learns every problem's cost early."""
+    if cells and all(c.config_id() in prior for c in cells):
+        return sorted(cells, key=lambda c: -prior[c.config_id()])
+    queues: dict[str, list[Cell]] = {}
+    for cell in cells:
+        queues.setdefault(cell.problem, []).append(cell)
+    out: list[Cell] = []
+    while len(out) < len(cells):
+        for queue in queues.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
 
 
 # ------------------------------------------------------------------ isolation
@@ -79,10 +250,18 @@ def _context(device: str) -> Any:
     with _CONTEXT_LOCK:
         if kind not in _CONTEXTS:
             ctx = mp.get_context(kind)
-            if kind == "forkserver":
-                ctx.set_forkserver_preload(["blobench._forkserver_preload"])
+            if kind == "forkserver":  # "__main__": see the module docstring
+                ctx.set_forkserver_preload(["__main__", "blobench._forkserver_preload"])
             _CONTEXTS[kind] = ctx
     return _CONTEXTS[kind]
+
+
+def start_server(device: str = "cpu") -> None:
+    """Start the fork server (imports torch and the engine, once) if it is not running."""
+    if _context(device).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 @contextlib.contextmanager
@@ -144,23 +323,39 @@ def run_cell_isolated(cell: Cell, cell_timeout: float | None = None) -> dict[str
 
 
 # -------------------------------------------------------------------- backends
+def _timed(run: Callable[[], dict[str, Any]], on_start: Callable[[], None] | None = None
+           ) -> dict[str, Any]:
+    """``run()``'s record with ``cell_seconds``: its wall time as the supervisor saw it
+    (process start, set-up, solver, evaluation, record transfer)."""
+    if on_start is not None:
+        on_start()
+    t0 = time.perf_counter()
+    record = run()
+    record["cell_seconds"] = time.perf_counter() - t0
+    return record
+
+
 def _results(todo: list[Cell], registry: Registry, n_jobs: int, backend: str,
-             scheduler: str | None, cell_timeout: float | None, isolate: bool
-             ) -> Iterator[dict[str, Any]]:
+             scheduler: str | None, cell_timeout: float | None, isolate: bool,
+             on_start: Callable[[Cell], None] | None = None) -> Iterator[dict[str, Any]]:
     if not isolate:
         if cell_timeout is not None or n_jobs != 1 or backend != "local":
             raise UserError("--in-process runs one cell at a time locally, without "
                             "--cell-timeout, --n-jobs or --backend dask")
         for cell in todo:
-            yield run_cell(registry, cell)
+            yield _timed(lambda cell=cell: run_cell(registry, cell),
+                         on_start and (lambda cell=cell: on_start(cell)))
         return
     from joblib import Parallel, delayed, parallel_config
 
-    tasks = (delayed(run_cell_isolated)(cell, cell_timeout) for cell in todo)
     if backend == "local":
+        tasks = (delayed(_timed)(lambda cell=cell: run_cell_isolated(cell, cell_timeout),
+                                 on_start and (lambda cell=cell: on_start(cell)))
+                 for cell in todo)
         with parallel_config(backend="threading", n_jobs=n_jobs):
             yield from Parallel(return_as="generator_unordered")(tasks)
         return
+    tasks = (delayed(run_cell_isolated)(cell, cell_timeout) for cell in todo)
     client = _dask_client(scheduler)
     try:
         with parallel_config(backend="dask", n_jobs=n_jobs):
@@ -183,33 +378,58 @@ def _dask_client(scheduler: str | None) -> Any:
         raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
+def prior_seconds(store: ResultsStore, cells: Iterable[Cell]) -> dict[str, float]:
+    """Wall seconds of the latest earlier record (any code version) of each cell config."""
+    wanted = {c.config_id() for c in cells}
+    found: dict[str, tuple[float, float]] = {}
+    for record in store.records():
+        cid = record.get("config_id")
+        if cid in wanted and record.get("finished", 0) >= found.get(cid, (-1.0, 0.0))[0]:
+            found[cid] = (record.get("finished", 0), _record_seconds(record))
+    return {cid: seconds for cid, (_, seconds) in found.items()}
+
+
 def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
               force: bool = False, n_jobs: int = 1, backend: str = "local",
               scheduler: str | None = None, cell_timeout: float | None = None,
-              isolate: bool = True, progress: bool = True,
-              on_record: Callable[[dict[str, Any]], None] | None = None) -> Summary:
+              isolate: bool = True, progress: bool | str = True,
+              on_record: Callable[[dict[str, Any]], None] | None = None,
+              provenance: dict[str, Any] | None = None) -> Summary:
     """Run every cell not already in ``store`` (all of them with ``force``).
 
     ``n_jobs``: cells at once (joblib's convention: -1 = as many as the backend has).
+    ``progress``: a mode of :func:`progress_mode` ("bar", "lines", "both", "off"), or a bool
+    (True: the terminal decides). ``provenance`` (the run's spec, see :mod:`blobench.api`)
+    is stored in each new record as ``run``.
     """
-    summary = Summary()
+    summary = Summary(n_jobs=n_jobs)
     todo = []
     for cell in cells:
-        if not force and store.load(cell.key(cell_version(registry, cell))) is not None:
-            summary.cached += 1
+        cached = None if force else store.load(cell.key(cell_version(registry, cell)))
+        if cached is not None:
+            summary.add_cached(cached)
         else:
             todo.append(cell)
     if not todo:
         return summary
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
+    if isolate and backend == "local":
+        start_server(todo[0].device)  # its one-off start-up is no cell's time
+    mode = progress if isinstance(progress, str) else progress_mode(progress)
+    prior = prior_seconds(store, todo) if mode != "off" or n_jobs != 1 else {}
+    todo = order_cells(todo, prior)
+    bar = Progress(todo, prior, n_jobs, mode)
+    t0 = time.perf_counter()
     try:
         for record in _results(todo, registry, n_jobs, backend, scheduler, cell_timeout,
-                               isolate):
+                               isolate, on_start=bar.started):
+            if provenance is not None:
+                record["run"] = provenance
             store.write(record)
             summary.add(record)
             if on_record is not None:
                 on_record(record)
-            bar.update(1)
+            bar.finished(bar.cells[record["config_id"]], record)
     finally:
         bar.close()
+        summary.wall_seconds = time.perf_counter() - t0
     return summary

@@ -59,6 +59,7 @@ from typing import Any
 
 import torch
 
+from blobench import api as _api
 from blobench.errors import UserError
 from blobench.harness import _non_default, plan
 from blobench.params import Choice, IntRange, LogUniform, SearchDim, resolve
@@ -69,7 +70,8 @@ from blobench.spec import expand, format_entry
 from blobench.store import ResultsStore
 from blobench.version import _file_hash, engine_hash, git_describe
 
-DEFAULT_SETTINGS = "leaderboards/tuned_settings.json"
+#: the project's settings file, located next to the package (not in the working directory)
+DEFAULT_SETTINGS = str(_api.DEFAULT_SETTINGS)
 TUNING_SEED_BASE = 1000
 FORMAT = 1
 #: the default search space (see the module docstring)
@@ -364,12 +366,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"tuning seeds {TUNING_SEED_BASE}..{TUNING_SEED_BASE}+N-1 "
                              "(default 1; disjoint from the leaderboard's 0..N-1)")
     parser.add_argument("--size", default="quick", help="problem size (default quick)")
-    parser.add_argument("--n-jobs", type=int, default=1, metavar="N",
-                        help="trial cells run at once (default 1)")
+    parser.add_argument("--n-jobs", type=int, metavar="N",
+                        help="trial cells run at once (default: the available cores, as in "
+                             "blobench run)")
     parser.add_argument("--max-trials", type=int, metavar="N",
                         help="at most N grid points per pair (a fixed random subset)")
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, metavar="FILE",
-                        help=f"tuned-settings file to update (default {DEFAULT_SETTINGS})")
+                        help="tuned-settings file to update (default: the project's "
+                             "leaderboards/tuned_settings.json)")
     parser.add_argument("--only", action="append", default=[], metavar="PARAM",
                         help="search only these parameters of the space (repeatable); the "
                              "others stay at their defaults")
@@ -409,7 +413,8 @@ def command(args: argparse.Namespace) -> int:
                 continue
             entries = tune_pair(registry, ptext, atext, size=args.size, seeds=seeds,
                                 steps=args.budget, seconds=args.budget_seconds, store=store,
-                                n_jobs=args.n_jobs, isolate=not args.in_process,
+                                n_jobs=args.n_jobs or _api.default_n_jobs(args.in_process),
+                                isolate=not args.in_process,
                                 max_trials=args.max_trials, plugins=tuple(args.plugins),
                                 progress=args.progress, command=cmd,
                                 only=tuple(args.only))
