@@ -29,6 +29,10 @@ from blobench.algorithm import ImplicitDoubleLoop
 from blobench.autodiff import cg
 from blobench.params import Param
 
+#: HOAG's tolerance sequences (Pedregosa 2016, §4 experiments), all summable
+HOAG_SCHEDULES = {"fixed": None, "quadratic": lambda k: 0.1 * k**-2.0,
+                  "cubic": lambda k: 0.1 * k**-3.0, "exponential": lambda k: 0.1 * 0.9**k}
+
 
 class ImplicitCG(ImplicitDoubleLoop):
     name = "implicit_cg"
@@ -39,11 +43,22 @@ class ImplicitCG(ImplicitDoubleLoop):
         "cg_steps": Param(int, 10, "k: conjugate-gradient iterations", low=1),
         "cg_tol": Param(float, 0.0, "stop CG when ‖r‖ ≤ tol·‖b‖", low=0.0),
         "cg_warm_start": Param(bool, True, "start CG from the previous solution v"),
+        "tol_schedule": Param(str, "fixed", "CG tolerance: fixed cg_tol, or HOAG's summable "
+                              "ε_k = 0.1·k^-2 / 0.1·k^-3 / 0.1·0.9^k (Pedregosa 2016, §4)",
+                              choices=tuple(HOAG_SCHEDULES)),
     }
 
+    def hypergradient(self, problem, state):
+        # k = 1, 2, … : the outer step whose CG tolerance cg_tolerance() returns
+        self._solve_index = state.extra["cg_solves"] = state.extra.get("cg_solves", 0) + 1
+        return super().hypergradient(problem, state)
+
     def cg_tolerance(self) -> float:
-        """Relative tolerance of this outer step's CG solve (fixed: ``cg_tol``)."""
-        return self.cg_tol
+        """Relative tolerance of this outer step's CG solve: ``cg_tol``, or HOAG's decreasing
+        ε_k (relative here: ‖H v − ∇_θ f‖ ≤ ε_k ‖∇_θ f‖; HOAG also stops the inner solver at
+        ε_k — the inner solve here stays T steps)."""
+        schedule = HOAG_SCHEDULES[self.tol_schedule]
+        return self.cg_tol if schedule is None else schedule(getattr(self, "_solve_index", 1))
 
     def solve(self, problem, ops, b, previous):
         x0 = previous if self.cg_warm_start else None
