@@ -121,7 +121,7 @@ def test_pages_use_only_records_of_the_current_code(store, tmp_path):
     shutil.copytree(store, res)
     old = json.loads(next(res.glob("*.json")).read_text())
     old["code_version"], old["label"] = "000000000000", "unrolled[inner_steps=7]"
-    old["config_id"] = old["key"] = "oldversion"
+    old["config_id"] = old["key"] = "0ad0" * 6  # a hexadecimal key, as the store requires
     old["config"]["algorithm_params"]["inner_steps"] = 7
     ResultsStore(res).write(old)
     out = tmp_path / "lb"
