@@ -1,20 +1,25 @@
 """AmIGO: amortized implicit gradient optimization (Arbel & Mairal, ICLR 2022).
 
 "Amortized implicit differentiation for stochastic bilevel optimization", Algorithm 1 (AmIGO)
-with SGD for both inner solvers. Each outer step k:
+with SGD for both inner solvers (their Algorithms 2-3). Each outer step k:
 
 1. θ: T steps of SGD on g, warm-started from the previous θ,
    θ ← θ − α ∇_θ g(θ, λ; S_t) (fresh inner mini-batch per step);
-2. v: M steps of SGD on the quadratic ½ vᵀ H v − vᵀ ∇_θ f (whose minimizer is H⁻¹ ∇_θ f),
-   warm-started from the previous v (the amortization),
-   v ← v − β (∇²_θθ g(θ, λ; B_t) v − ∇_θ f(θ, λ; D_t)) (fresh inner and outer batches per step;
-   ``autodiff.fixed_point`` one step at a time);
-3. hypergradient ψ = ∇_λ f(θ, λ; D) − ∇²_λθ g(θ, λ; B) v (IFT; the paper writes z = −v and
-   adds ∂_xy g z), and λ ← λ − γ ψ.
+2. one outer mini-batch D_f, and (∇_θ f, ∇_λ f) = ∇f(θ, λ; D_f) on it (Alg. 1, lines 4-5);
+3. v: M steps of SGD on the quadratic ½ vᵀ H v − vᵀ ∇_θ f (whose minimizer is H⁻¹ ∇_θ f),
+   warm-started from the previous v (the amortization), with that **one** ∇_θ f as the
+   right-hand side: v ← v − β (∇²_θθ g(θ, λ; B_t) v − ∇_θ f) (fresh inner batch B_t per
+   step; ``autodiff.fixed_point``);
+4. hypergradient ψ = ∇_λ f(θ, λ; D_f) − ∇²_λθ g(θ, λ; B) v on a fresh inner batch B (IFT;
+   the paper writes z = −v and adds ∂_xy g z), and λ ← λ − γ ψ.
+
+One outer mini-batch (one outer-gradient oracle) per outer step, as in the paper and
+benchopt's reference implementation; before issue 24 blobench drew a fresh outer batch at
+each of the M linear-system steps (M + 1 outer gradients per step).
 
 Step sizes: α = None → ``problem.inner_step_size(λ)``; β = None → α; γ = None →
-``problem.outer_step_size()``. Cost per outer step: T inner gradients + M (gradient + HVP +
-outer gradient) + 1 mixed product + 1 outer gradient; memory O(dim θ + dim λ).
+``problem.outer_step_size()``. Cost per outer step: T inner gradients + 1 outer gradient +
+M HVPs + 1 mixed product; memory O(dim θ + dim λ).
 """
 
 from __future__ import annotations
@@ -49,12 +54,10 @@ class AmIGO(DoubleLoop):
         v = state.extra.get("linear_solution")
         if v is None:
             v = torch.zeros_like(theta)
+        f_theta, f_lam = autodiff.outer_grads(problem, theta, lam,
+                                              problem.sample_outer_batch(gen))
         fresh = FreshBatchDerivatives(problem, theta, lam,
                                       lambda: problem.sample_inner_batch(gen))
-        for _ in range(self.linear_steps):
-            f_theta, _ = autodiff.outer_grads(problem, theta, lam,
-                                              problem.sample_outer_batch(gen))
-            v = autodiff.fixed_point(fresh.hvp, f_theta, 1, beta, x0=v)
-        _, f_lam = autodiff.outer_grads(problem, theta, lam, problem.sample_outer_batch(gen))
+        v = autodiff.fixed_point(fresh.hvp, f_theta, self.linear_steps, beta, x0=v)
         state.extra["linear_solution"] = v.detach()
         return theta, f_lam - fresh.mixed(v)
