@@ -379,6 +379,11 @@ def vicol_report(frames: dict[str, pd.DataFrame], out: Path, stem: str) -> Repor
 GAMMAS = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
 PEN_FIXED = "optimizer=sgd,inner_weight=0,multiplier_init=0,tol=0,outer_lr=1e-12,inner_steps=200"
 T_GRID = [10, 20, 40, 80]
+SYN_T = [1, 5, 10]
+SYN_BASELINES = {"GD": "alternating", "RMD": "unrolled[warm_start=true]",
+                 "ApproxGrad": "approxgrad", "Penalty": "penalty",
+                 "Penalty (γ₀ = 1)": "penalty[penalty=1]"}
+SYN_TOL = 1e-3
 
 
 def mehra_experiments() -> list[Experiment]:
@@ -393,7 +398,84 @@ def mehra_experiments() -> list[Experiment]:
                    [f"penalty[inner_steps=[{ts}]]",
                     f"unrolled[inner_steps=[{ts}],warm_start=true]"],
                    2, 1, ("default", "full")),
+        Experiment("p4", ["penalty_synthetic[example=[1,2,3,4]]"],
+                   [_with_t(a) for a in SYN_BASELINES.values()], 600, 50, ("default", "full")),
     ]
+
+
+def _with_t(entry: str) -> str:
+    """``entry`` with ``inner_steps`` swept over the paper's T ∈ {1, 5, 10}."""
+    t = f"inner_steps=[{','.join(map(str, SYN_T))}]"
+    return entry[:-1] + f",{t}]" if entry.endswith("]") else f"{entry}[{t}]"
+
+
+def _syn_label(row: pd.Series) -> str:
+    """Baseline name of a p4 record (from its algorithm and γ₀)."""
+    if row["algorithm"] == "penalty":
+        return "Penalty (γ₀ = 1)" if row.get("algorithm.penalty") == 1.0 else "Penalty"
+    return {"alternating": "GD", "unrolled": "RMD", "approxgrad": "ApproxGrad"}[
+        row["algorithm"]]
+
+
+def _synthetic_report(frame: pd.DataFrame, out: Path, stem: str, rep: Report) -> None:
+    plt = _plt()
+    f = frame.copy()
+    f["method"] = f.apply(_syn_label, axis=1)
+    f["T"] = f["algorithm.inner_steps"].astype(int)
+    f["example"] = f["problem.example"].astype(int)
+    f["final_error"] = np.where(f["status"] == "ok", f["error"], np.inf)
+    worst = f.groupby(["example", "method", "T"])["final_error"].max().unstack("T")
+    pen = worst.xs("Penalty", level="method")
+    ok_examples = [int(e) for e in pen.index if bool((pen.loc[e] < SYN_TOL).all())]
+    n_ok = len(ok_examples)
+    rep.verdicts.append(Verdict(
+        "4. synthetic problems: the penalty method converges to the optimum for T ∈ {1, 5, 10}",
+        f"worst final ‖(λ, θ) − (λ*, θ*)‖ over seeds < {SYN_TOL:g} for every T, per example "
+        "(penalty at its defaults: γ₀ = 1e-2, the paper's schedule)",
+        f"converged on example(s) {', '.join(map(str, ok_examples)) or 'none'} of 1–4",
+        REPRODUCED if n_ok == 4 else PARTIAL if n_ok else NOT,
+        "penalty converges on all four; GD / RMD / ApproxGrad fail on the non-unique ones"))
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), sharey=True)
+    tr = _trace(f[f["status"] == "ok"].assign(label=f["method"] + " T=" + f["T"].astype(str)),
+                "error")
+    for ax, ex in zip(axes, (1, 2, 3, 4), strict=True):
+        labels = set(f[f["example"] == ex]["method"] + " T=" + f[f["example"] == ex]["T"]
+                     .astype(str))
+        for label, g in tr[tr["label"].isin(labels)].groupby("label"):
+            if not label.endswith("T=10"):
+                continue
+            m = g.groupby("step")["error"].median()
+            ax.semilogy(m.index, m.to_numpy(), label=label.replace(" T=10", ""))
+        ax.set_title(f"example {ex}")
+        ax.set_xlabel("outer step")
+    axes[0].set_ylabel("‖(λ, θ) − (λ*, θ*)‖ (median, T = 10)")
+    axes[0].legend(fontsize=7)
+    _save(fig, out, "claim4", stem, rep)
+    table = worst.reset_index()
+    table.columns.name = None
+    table = table.rename(columns={t: f"T={t}" for t in SYN_T})
+    rep.sections.append(
+        "## Claim 4 — the synthetic problems\n\n"
+        "Problem `penalty_synthetic[example=1..4]` (u = λ, v = θ ∈ ℝ^10; examples 3 and 4 with "
+        "a 5 × 10 Gaussian A; initialization uniform in [−5, 5]; error = ‖(λ, θ) − (λ*, θ*)‖ "
+        "to the closed-form (optimistic) optimum). **Our setting differs**: the four "
+        "functional forms are our reconstruction of the paper's family (see the problem's "
+        "docstring), not copied from the paper; 600 outer steps. Baselines: GD = "
+        "`alternating`, RMD = `unrolled[warm_start=true]`, ApproxGrad = `approxgrad`, "
+        "Penalty = `penalty` at its defaults (γ₀ = 1e-2, multiplier ν, the schedule "
+        "γ ← 1.1γ, ε ← 0.9ε on ‖∇h‖ < ε; gradient steps with a backtracked λ step instead of "
+        "the paper's Adam — see `algorithms/penalty.py`), and `penalty[penalty=1]`. Worst "
+        "final error over seeds (inf = diverged):\n\n" + _table(table)
+        + "\n\nWhere it does not reproduce: in examples 2 and 4 the outer loss has negative "
+        "curvature in λ − θ, so the penalized objective f + (γ/2)‖∇_θ g‖² is unbounded below "
+        "for γ < ½ (example 2) or γ < 1/(2σ_min(A)²) (example 4); from γ₀ = 1e-2 the "
+        "iterates diverge before the schedule can grow γ (its test ‖∇h‖ < ε never holds on "
+        "a diverging run). Starting above the threshold (γ₀ = 1) converges on example 2; on "
+        "example 4 the penalized problem is ill-conditioned along null(A) (no curvature "
+        "from g there), and the table shows how far it gets. GD, RMD and ApproxGrad reach "
+        "the optimum on the unique lower levels and stop at a non-optimistic point of S(λ) "
+        "on the non-unique ones (they follow gradient descent's selection of θ).\n\n"
+        f"![claim 4]({stem}-claim4.png)\n")
 
 
 def mehra_report(frames: dict[str, pd.DataFrame], out: Path, stem: str) -> Report:
@@ -518,6 +600,8 @@ def mehra_report(frames: dict[str, pd.DataFrame], out: Path, stem: str) -> Repor
             "(the harness's replayed measurement; the 650-dimensional θ is small, so absolute "
             "numbers are small, the growth is the point). Means over seeds:\n\n"
             + _table(table) + f"\n\n![penalty-3]({stem}-claim3.png)\n")
+    if "p4" in frames and not frames["p4"].empty:
+        _synthetic_report(frames["p4"], out, stem, rep)
     return rep
 
 
