@@ -254,13 +254,12 @@ class Pipeline:
 
 
 def _display(path: str | Path) -> str:
+    """``path`` relative to the working directory when inside it, else absolute."""
     path = Path(path).resolve()
-    for root in (Path.cwd().resolve(), PROJECT_ROOT):
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            continue
-    return str(path)
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def resolve_settings(spec: RunSpec) -> tuple[str | None, dict[str, Any] | None]:

@@ -241,29 +241,82 @@ def _registry(args: argparse.Namespace) -> Any:
     return registry
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The text of ``blobench list`` and the registry's warnings (imports every entry)."""
+    from blobench.registry import get_registry
+
+    registry = get_registry(args.plugins)
+    lines = []
     if args.what in (None, "problems"):
-        print("Problems:")
+        lines.append("Problems:")
         for name, cls in sorted(registry.problems.items()):
-            print(f"  {name}  [{cls.family}]  sizes: {', '.join(cls.sizes)}  "
-                  f"primary: {cls.primary_metric} ({'↑' if cls.higher_is_better else '↓'})")
+            lines.append(f"  {name}  [{cls.family}]  sizes: {', '.join(cls.sizes)}  primary: "
+                         f"{cls.primary_metric} ({'↑' if cls.higher_is_better else '↓'})")
             if cls.reference:
-                print(f"      ref: {cls.reference}")
+                lines.append(f"      ref: {cls.reference}")
             for pname, param in cls.params.items():
-                print(f"      {pname}: {param.describe()}  {param.help}")
+                lines.append(f"      {pname}: {param.describe()}  {param.help}")
     if args.what in (None, "algorithms"):
-        print("Algorithms:")
+        lines.append("Algorithms:")
         for name, cls in sorted(registry.algorithms.items()):
-            print(f"  {name}  [{cls.family}]")
+            lines.append(f"  {name}  [{cls.family}]")
             if cls.reference:
-                print(f"      ref: {cls.reference}")
+                lines.append(f"      ref: {cls.reference}")
             for pname, param in cls.params.items():
-                print(f"      {pname}: {param.describe()}  {param.help}")
+                lines.append(f"      {pname}: {param.describe()}  {param.help}")
             skips = [p for p, pc in sorted(registry.problems.items())
                      if cls().skip_reason(pc)]
             if skips:
-                print(f"      does not apply to: {', '.join(skips)}")
+                lines.append(f"      does not apply to: {', '.join(skips)}")
+    warnings = [f"plugin {where} not loaded: {message}" for where, message in registry.errors]
+    return "\n".join(lines) + "\n", warnings
+
+
+def _listing_key(args: argparse.Namespace) -> str:
+    """Fingerprint of everything ``blobench list`` shows: the path, size and mtime of every
+    engine and plugin source file, the installed entry points, the options."""
+    import hashlib
+    from importlib.metadata import entry_points
+
+    from blobench.api import PROJECT_ROOT
+
+    h = hashlib.sha256(f"{__version__} {args.what} {sys.version}".encode())
+    folders = [Path(__file__).parent, PROJECT_ROOT / "problems", PROJECT_ROOT / "algorithms",
+               *(Path(p) for p in args.plugins)]
+    for folder in folders:
+        for path in sorted(folder.resolve().rglob("*.py")) if folder.is_dir() else []:
+            st = path.stat()
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
+    for group in ("blobench.problems", "blobench.algorithms"):
+        h.update(repr(sorted(ep.value for ep in entry_points(group=group))).encode())
+    return h.hexdigest()[:20]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the registry. The text is cached (``$XDG_CACHE_HOME/blobench``) under a
+    fingerprint of every source file it depends on, so that a repeated ``blobench list``
+    imports no torch; any edit, new file or new plugin folder rebuilds it."""
+    import json
+    import os
+
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blobench"
+    cache = cache_dir / f"list-{_listing_key(args)}.json"
+    try:
+        text, warnings = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        text, warnings = _listing(args)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps([text, warnings]))
+            tmp.replace(cache)
+            for old in sorted(cache_dir.glob("list-*.json"), key=os.path.getmtime)[:-8]:
+                old.unlink(missing_ok=True)  # keep the 8 latest listings
+        except OSError:  # a read-only home: list without caching
+            pass
+    for message in warnings:
+        _warn(message)
+    sys.stdout.write(text)
     return 0
 
 

@@ -128,3 +128,133 @@ def test_python_dash_m_and_traceback_free_error():
     assert out.returncode == 2
     assert out.stderr.startswith("blobench: error: unknown algorithm 'nope'")
     assert "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------ conventions (issue 15)
+HEAVY = ("torch", "pandas", "matplotlib", "seaborn", "scipy", "sklearn")
+
+
+def test_cli_module_imports_nothing_heavy():
+    code = ("import sys, blobench.cli, blobench.api, blobench\n"
+            "from blobench.cli import build_parser\n"
+            "build_parser(['run']).parse_args(['run', '-p', 'ridge_ho'])\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    # the plugin API stays importable from the package (lazily)
+    code = "from blobench import Problem, Algorithm, ImplicitDoubleLoop, Param; print(Param)"
+    assert "Param" in subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, check=True).stdout
+
+
+def test_version_and_global_flags_after_the_subcommand(capsys):
+    from blobench import __version__
+    from blobench.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"blobench {__version__}"
+    for argv in (["--debug", "-q", "run"], ["run", "--debug", "-q"]):
+        args = build_parser(argv).parse_args(argv)
+        assert args.debug is True and args.quiet == 1
+    args = build_parser(["results"]).parse_args(["-v", "results", "-v"])
+    assert args.verbose == 1  # the subcommand's own flag wins over the one before it
+    assert build_parser(["check"]).parse_args(["check", "x", "-p", "a"]).problem == ["a"]
+
+
+def test_non_tty_progress_is_one_line_per_cell_and_tqdm_disable(tmp_path, capsys, monkeypatch):
+    argv = ["run", "-p", "ridge_ho", "-a", "unrolled", "--seeds", "2", "--steps", "2",
+            "--in-process", "--results", str(tmp_path / "res")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and all("ridge_ho × unrolled" in x and ": ok" in x for x in lines)
+    assert "ETA" in lines[0] and "[2/2]" in lines[1]
+    assert "tuned settings:" in err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert main([*argv, "--force"]) == 0
+    assert not [x for x in capsys.readouterr().err.splitlines() if x.startswith("[")]
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert main([*argv, "--force", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_config_file_round_trip_and_provenance(tmp_path, capsys):
+    res, conf = tmp_path / "res", tmp_path / "run.toml"
+    argv = ["run", "-p", "ridge_ho", "-a", "unrolled", "--steps", "2", "--in-process",
+            "--no-tuned", "--results", str(res)]
+    assert main([*argv, "--save-config", str(conf), "--dry-run"]) == 0
+    assert "1 cell(s) planned" in capsys.readouterr().out and not res.exists()
+    text = conf.read_text()
+    assert 'problems = ["ridge_ho"]' in text and "steps = 2" in text and "tuned = false" in text
+    assert main(["run", "--config", str(conf), "--seeds", "2", "-q"]) == 0  # CLI overrides
+    assert "2 cell(s) run" in capsys.readouterr().out
+    records = [json.loads(p.read_text()) for p in res.glob("*.json")]
+    assert len(records) == 2
+    for record in records:
+        assert record["run"]["config_file"] == str(conf.resolve())
+        assert record["run"]["spec"]["seeds"] == 2 and record["run"]["spec"]["steps"] == 2
+        assert record["cell_seconds"] > 0
+    conf.write_text("[run]\nproblem = 'ridge_ho'\nsteeps = 3\n")
+    assert main(["run", "--config", str(conf)]) == 2
+    assert "unknown key in" in capsys.readouterr().err
+
+
+def test_tuned_settings_found_from_any_directory(tmp_path, monkeypatch, capsys):
+    from blobench.api import DEFAULT_SETTINGS
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "-p", "ridge_ho", "-a", "soba", "--dry-run"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    if DEFAULT_SETTINGS.exists():
+        assert f"tuned settings: {DEFAULT_SETTINGS}" in err and "applied to 1 of 1" in err
+    assert main([*argv, "--settings", "missing.json"]) == 2
+    assert "'missing.json' does not exist" in capsys.readouterr().err
+    assert main([*argv, "--no-tuned"]) == 0
+    assert "not used (--no-tuned)" in capsys.readouterr().err
+
+
+def test_strict_counts_cached_failures(tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "boom.py").write_text(
+        "from blobench.algorithm import ImplicitDoubleLoop\n"
+        "class Boom(ImplicitDoubleLoop):\n"
+        "    name = 'boom_test'\n"
+        "    def solve(self, problem, ops, b, previous):\n"
+        "        raise RuntimeError('boom')\n")
+    argv = ["run", "-p", "ridge_ho", "-a", "boom_test", "--steps", "2", "--in-process", "-q",
+            "--plugins", str(plugins), "--results", str(tmp_path / "res")]
+    assert main([*argv, "--strict"]) == 1
+    assert main(argv) == 0  # cached, not strict
+    assert main([*argv, "--strict"]) == 1  # cached failure still counts
+    out = capsys.readouterr().out
+    assert "1 cached cell(s) failed in an earlier run" in out and "error (cached)" in out
+
+
+def test_compare_unknown_label_is_an_error(tmp_path, capsys):
+    res = tmp_path / "res"
+    assert main(["run", "-p", "ridge_ho", "-a", "unrolled", "--steps", "2", "--in-process",
+                 "-q", "--no-tuned", "--results", str(res)]) == 0
+    code = main(["leaderboard", "--results", str(res), "--out", str(tmp_path / "lb"),
+                 "--compare", "unrolled", "unroled"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown algorithm label" in err and "'unroled'" in err and "unrolled" in err
+
+
+def test_python_api_runs_and_loads(tmp_path):
+    import blobench
+
+    res = str(tmp_path / "res")
+    frame = blobench.run(problems="ridge_ho", algorithms=["unrolled", "implicit_cg"], seeds=2,
+                         steps=2, in_process=True, results=res, tuned=False)
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+    assert set(frame["label"]) == {"unrolled", "implicit_cg"}
+    loaded = blobench.load_results(res)
+    assert sorted(loaded["key"]) == sorted(frame["key"])
+    with pytest.raises(blobench.UserError, match="does not exist"):
+        blobench.load_results(tmp_path / "nope")
