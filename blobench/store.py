@@ -6,6 +6,9 @@ renamed over the target (``os.replace`` is atomic on POSIX), so a reader never s
 record and two runs writing the same store do not corrupt it. Every record carries the
 SHA-256 of its own payload; a record that fails to parse or to match it is reported as
 corrupt and its cell is run again — never silently read. JSON holds no executable content.
+Anyone can recompute that checksum, so a record is also checked against the fields and types
+readers rely on (:func:`blobench.validate.record_problem`) and its key against its file name;
+only regular files are read (a FIFO named ``*.json`` does not block a reader).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from blobench.errors import UserError
+from blobench.validate import KEY, record_problem, writable_folder
 
 CHECKSUM = "_sha256"
 #: version of the record layout (field names and meanings: docs/results-schema.md); every
@@ -30,18 +35,22 @@ def _canonical(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+def _read_regular(path: Path) -> str:
+    """The text of ``path`` if it is a regular file; never blocks on a FIFO or a device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        return fh.read().decode()
+
+
 class ResultsStore:
     """A folder of cell records; see the module docstring."""
 
     def __init__(self, root: Path | str):
-        self.root = Path(root)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"results folder {str(self.root)!r} cannot be created: "
-                            f"{exc.strerror or exc}") from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise UserError(f"results folder {str(self.root)!r} is not writable")
+        if not str(root).strip():
+            raise UserError("results folder: empty name (give a folder, e.g. --results results)")
+        self.root = writable_folder("results folder", root)  # created by the first write
         #: (file, reason) of every corrupt record met so far
         self.corrupt: list[tuple[str, str]] = []
 
@@ -52,7 +61,10 @@ class ResultsStore:
         """Write ``record`` (which must hold ``key``) atomically; returns its path."""
         payload = {k: v for k, v in record.items() if k != CHECKSUM}
         payload[CHECKSUM] = hashlib.sha256(_canonical(payload)).hexdigest()
+        if not KEY.fullmatch(str(record["key"])):
+            raise ValueError(f"record key {record['key']!r} is not a hexadecimal hash")
         target = self.path(record["key"])
+        self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as fh:
@@ -67,15 +79,18 @@ class ResultsStore:
 
     def load(self, key: str) -> dict[str, Any] | None:
         """The record for ``key``, or None if absent or corrupt (corrupt ones are reported)."""
-        return self._read(self.path(key))
+        return self._read(self.path(key), key)
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
+    def _read(self, path: Path, key: str | None = None) -> dict[str, Any] | None:
         try:
-            text = path.read_text()
+            text = _read_regular(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self.corrupt.append((str(path), f"unreadable: {exc}"))
+            self.corrupt.append((str(path), f"unreadable: {exc.strerror or exc}"))
+            return None
+        except UnicodeDecodeError:
+            self.corrupt.append((str(path), "not text (binary content)"))
             return None
         try:
             payload = json.loads(text)
@@ -85,6 +100,12 @@ class ResultsStore:
             return None
         if hashlib.sha256(_canonical(payload)).hexdigest() != stored:
             self.corrupt.append((str(path), "checksum mismatch"))
+            return None
+        problem = record_problem(payload)
+        if problem is None and payload["key"] != (key or path.stem):
+            problem = f"key {payload['key']!r} does not match the file name"
+        if problem:
+            self.corrupt.append((str(path), f"invalid record: {problem}"))
             return None
         return payload
 
