@@ -43,6 +43,8 @@ SABA and the other finite-sum methods apply; ``sampling`` chooses epochs of shuf
 (``without_replacement``, the default and the reference's sampler) or i.i.d. draws
 (``with_replacement``), see :mod:`blobench.sampling`.
 
+Initialization as the reference's objective: θ₀ = 0, λ₀ = −2 · 𝟙 (``init_outer``).
+
 Step sizes: ``inner_step_size`` = 1/L_b with L_b the expected smoothness of a b-sample
 mini-batch (Gower et al. 2019, Prop. 3.8): L_b = n(b−1)/(b(n−1)) L + (n−b)/(b(n−1)) L_max,
 L = λ_max(H), L_max = max_i ‖x_i‖²; L_b = L for the full batch. ``outer_step_size`` = 1/λ_max(Q).
@@ -212,6 +214,7 @@ class FiniteSumQuadratic(FiniteSumSamplers, Problem):
                                low_open=True),
         "batch_size": Param(int, 64, "mini-batch size of both samplers; 0 = full batch",
                             low=0),
+        "init_outer": Param(float, -2.0, "λ₀ = init_outer · 𝟙 (the reference's −2); θ₀ = 0"),
         "sampling": sampling_param(),
         "dtype": dtype_param("float64"),
     }
@@ -279,7 +282,8 @@ class FiniteSumQuadratic(FiniteSumSamplers, Problem):
 
     # ------------------------------------------------------------ set-up
     def init_outer(self, generator):
-        return torch.zeros(self.dim_outer, dtype=self.dtype, device=self.device)
+        return torch.full((self.dim_outer,), self.config["init_outer"], dtype=self.dtype,
+                          device=self.device)
 
     def init_inner(self, lam, generator):
         return torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)

@@ -34,8 +34,10 @@ def prob():
 
 @pytest.fixture(scope="module")
 def full_batch():
-    """Deterministic oracles (batch_size=0): the estimators converge to the exact value."""
-    return make(batch_size=0, seed=1)
+    """Deterministic oracles (batch_size=0): the estimators converge to the exact value.
+    λ₀ = 0, where ‖∇h‖ is moderate (from the default λ₀ = −2·𝟙 every method is within
+    0.2 % of h* after 20 steps, and cosines of the last steps measure noise)."""
+    return make(batch_size=0, seed=1, init_outer=0.0)
 
 
 def _lam(problem, seed=0):
