@@ -22,11 +22,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from blobench import __version__
 from blobench.api import DEFAULT_RESULTS, DEFAULT_SEEDS, RunSpec, cores
 from blobench.errors import UserError
+from blobench.validate import check_args, corrupt_report
 
 DEFAULT_LEADERBOARD = "leaderboards"
 #: subcommands implemented in their own modules: ``add_arguments(parser)`` and
@@ -148,10 +149,17 @@ def _selected_command(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``blobench run: error: ...``), exit code 2, like UserError."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; an extension subcommand's options are loaded only when ``argv`` names it
     (its module may import torch)."""
-    parser = argparse.ArgumentParser(prog="blobench", description=(
+    parser = _OneLineParser(prog="blobench", description=(
         "Benchmark of gradient-based bilevel optimization algorithms."))
     parser.add_argument("--version", action="version", version=f"blobench {__version__}")
     _global_options(parser, default=0)
@@ -505,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     args.verbosity = 1 + (args.verbose or 0) - (args.quiet or 0)
     try:
-        return COMMANDS.get(args.command, _extension_command)(args)
+        check_args(args)  # files, folders, numbers, device: before any work (issue 18)
+        with corrupt_report(args.command != "run"):  # run reports them itself
+            return COMMANDS.get(args.command, _extension_command)(args)
     except UserError as exc:
         if args.debug:
             raise

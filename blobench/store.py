@@ -31,6 +31,11 @@ CHECKSUM = "_sha256"
 SCHEMA_VERSION = 2
 
 
+#: every corrupt record (file -> reason) any store of this process met: a command reports
+#: them once, whichever of its store objects read them (blobench.cli)
+CORRUPT_MET: dict[str, str] = {}
+
+
 def _canonical(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
@@ -77,6 +82,10 @@ class ResultsStore:
             raise
         return target
 
+    def _reject(self, path: Path, reason: str) -> None:
+        self.corrupt.append((str(path), reason))
+        CORRUPT_MET.setdefault(str(path), reason)
+
     def load(self, key: str) -> dict[str, Any] | None:
         """The record for ``key``, or None if absent or corrupt (corrupt ones are reported)."""
         return self._read(self.path(key), key)
@@ -87,25 +96,25 @@ class ResultsStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self.corrupt.append((str(path), f"unreadable: {exc.strerror or exc}"))
+            self._reject(path, f"unreadable: {exc.strerror or exc}")
             return None
         except UnicodeDecodeError:
-            self.corrupt.append((str(path), "not text (binary content)"))
+            self._reject(path, "not text (binary content)")
             return None
         try:
             payload = json.loads(text)
             stored = payload.pop(CHECKSUM)
         except (ValueError, KeyError, AttributeError, TypeError):
-            self.corrupt.append((str(path), "not a complete JSON record"))
+            self._reject(path, "not a complete JSON record")
             return None
         if hashlib.sha256(_canonical(payload)).hexdigest() != stored:
-            self.corrupt.append((str(path), "checksum mismatch"))
+            self._reject(path, "checksum mismatch")
             return None
         problem = record_problem(payload)
         if problem is None and payload["key"] != (key or path.stem):
             problem = f"key {payload['key']!r} does not match the file name"
         if problem:
-            self.corrupt.append((str(path), f"invalid record: {problem}"))
+            self._reject(path, f"invalid record: {problem}")
             return None
         return payload
 

@@ -16,9 +16,12 @@ code 2) or, for a record, into the reason it is rejected — before the input is
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +222,6 @@ def device(text: str) -> str:
 #: the most seeds a run plans (0..N-1); more is a typo, and planning them takes minutes
 MAX_SEEDS = 10_000
 _SCHEDULER = re.compile(r"([a-z][a-z0-9+]*://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
-DEFAULT_SETTINGS = "leaderboards/tuned_settings.json"
 
 
 def check_args(args: Any) -> None:
@@ -244,7 +246,7 @@ def check_args(args: Any) -> None:
         device(args.device)
     settings = getattr(args, "settings", None)
     if settings is not None and not getattr(args, "no_tuned", False):
-        if command == "run" and settings != DEFAULT_SETTINGS:
+        if command == "run":  # given explicitly (its default is not in args)
             existing_file("--settings", settings)
         elif Path(settings).is_dir():
             raise UserError(f"--settings {settings!r} is a folder, expected a file")
@@ -266,10 +268,16 @@ def check_args(args: Any) -> None:
                 writable_file("--report", base.with_suffix(suffix))
 
 
-def warn_corrupt(store: Any, consequence: str) -> None:
-    """One warning line per corrupt or forged record ``store`` met (file and reason)."""
-    import sys
+@contextlib.contextmanager
+def corrupt_report(enabled: bool = True) -> Iterator[None]:
+    """Around a command: one warning line per corrupt or forged record any store met during
+    it (file and reason), once the command succeeded — readers skip them, never silently."""
+    from blobench.store import CORRUPT_MET
 
-    for path, reason in store.corrupt:
-        print(f"blobench: warning: corrupt record {path} ({reason}); {consequence}",
-              file=sys.stderr)
+    CORRUPT_MET.clear()
+    yield
+    if enabled:
+        for path, reason in CORRUPT_MET.items():
+            print(f"blobench: warning: corrupt record {path} ({reason}); left out",
+                  file=sys.stderr)
+    CORRUPT_MET.clear()

@@ -80,7 +80,7 @@ def test_crafted_problem_name_writes_nothing_outside_out(registry, store_copy, t
     out = tmp_path / "deep" / "er" / "lb"
     before = snapshot(tmp_path)
     store = ResultsStore(store_copy)
-    write_leaderboard(registry, store, out, figures=False)
+    write_leaderboard(registry, store, out, figures=False, all_versions=True)
     after = snapshot(tmp_path)
     new = {f for f in after if f not in before}
     assert new and all(f.startswith("deep/er/lb/") for f in new), new
@@ -160,7 +160,8 @@ def test_reporting_skips_junk_with_a_warning(registry, store_copy, tmp_path, jun
     assert len(frame) == 2 and set(frame["status"]) == {"ok"}
     assert [Path(p).name for p, _ in store.corrupt] == [name]
     store = ResultsStore(store_copy)
-    written = write_leaderboard(registry, store, tmp_path / "lb", figures=False)
+    written = write_leaderboard(registry, store, tmp_path / "lb", figures=False,
+                                all_versions=True)
     assert any(p.name == "ridge_ho-quick.md" for p in written)
     assert [Path(p).name for p, _ in store.corrupt] == [name]
 
@@ -174,7 +175,8 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_reporting_commands_warn_about_each_junk_file_and_do_not_hang(store_copy, tmp_path,
                                                                       command):
     names = [junk(store_copy) for junk in JUNK]
-    extra = ["--out", str(tmp_path / "lb"), "--no-figures"] if command == "leaderboard" else []
+    extra = ["--out", str(tmp_path / "lb"), "--no-figures", "--all-versions"] \
+        if command == "leaderboard" else []
     out = _cli(command, "--results", str(store_copy), *extra, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
