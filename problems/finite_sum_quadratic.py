@@ -233,24 +233,25 @@ class FiniteSumQuadratic(FiniteSumSamplers, Problem):
 
     def build(self, generator: torch.Generator) -> None:
         c = self.config
-        self.dtype = torch_dtype(c["dtype"])
         for _ in range(_TRIES):
-            levels = [draw_samples(n, c["dim_inner"], c["dim_outer"], c["mu"], c["l_inner"],
-                                   c["l_outer"], c[cross], generator)
-                      for n, cross in ((c["n_inner"], "l_cross_inner"),
-                                       (c["n_outer"], "l_cross_outer"))]
-            self.inner, self.outer = (lv.to(self.dtype, self.device) for lv in levels)
-            # ground truth of the data as the problem holds it (rounded to dtype), in float64
-            self.truth = GroundTruth(*(lv.to(torch.float64, self.device)
-                                       for lv in (self.inner, self.outer)))
+            self.install(*(draw_samples(n, c["dim_inner"], c["dim_outer"], c["mu"], c["l_inner"],
+                                        c["l_outer"], c[cross], generator)
+                           for n, cross in ((c["n_inner"], "l_cross_inner"),
+                                            (c["n_outer"], "l_cross_outer"))))
             if self.truth.min_eig > 1e-12:
-                break
-        else:
-            raise ValueError(f"{self.name}: no strongly convex value function in {_TRIES} draws")
-        self.n_inner_samples, self.n_outer_samples = c["n_inner"], c["n_outer"]
-        truth_h = self.truth.inner
-        self.lipschitz = float(torch.linalg.eigvalsh(truth_h.h)[-1])
-        self.lipschitz_max = float((truth_h.x ** 2).sum(1).max())
+                return
+        raise ValueError(f"{self.name}: no strongly convex value function in {_TRIES} draws")
+
+    def install(self, inner: SampleQuadratics, outer: SampleQuadratics) -> None:
+        """Use these sample quadratics (any dtype/device: cast to the problem's) as the data,
+        and compute the ground truth of the data as the problem holds it, in float64."""
+        self.dtype = torch_dtype(self.config["dtype"])
+        self.inner, self.outer = (lv.to(self.dtype, self.device) for lv in (inner, outer))
+        self.truth = GroundTruth(*(lv.to(torch.float64, self.device)
+                                   for lv in (self.inner, self.outer)))
+        self.n_inner_samples, self.n_outer_samples = len(self.inner.x), len(self.outer.x)
+        self.lipschitz = float(torch.linalg.eigvalsh(self.truth.inner.h)[-1])
+        self.lipschitz_max = float((self.truth.inner.x ** 2).sum(1).max())
 
     @property
     def dim_inner(self) -> int:
