@@ -29,6 +29,7 @@ class ApproxGrad(ImplicitDoubleLoop):
     name = "approxgrad"
     family = "implicit"
     reference = "Mehra & Hamm 2021 (arXiv 1911.03432), ApproxGrad"
+    check_knob = ("solver_steps", (10, 100, 3000), {"inner_steps": 400, "sigma": 0.0})
     params = {
         **ImplicitDoubleLoop.params,
         "solver_steps": Param(int, 20, "K: gradient steps on ½‖(H + σI)p − ∇_θ f‖²", low=0),

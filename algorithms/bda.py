@@ -27,6 +27,8 @@ class BDA(DoubleLoop):
     name = "bda"
     family = "explicit (aggregation)"
     reference = "Liu et al. 2020 (BDA), Alg. 1"
+    #: `blobench check`: the aggregation bias decays like α₀/T only (tolerance 5e-3)
+    check_knob = ("inner_steps", (10, 100, 1500), {}, 5e-3)
     params = {
         **DoubleLoop.params,
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),

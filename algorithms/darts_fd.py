@@ -30,6 +30,7 @@ class DartsFD(DoubleLoop):
     name = "darts_fd"
     family = "approximate (finite differences)"
     reference = "Liu, Simonyan, Yang 2019 (DARTS), eq. 7–8"
+    approximation = "one_step_unroll"  # what `blobench check` verifies (check_claims.py)
     params = {
         **DoubleLoop.params,
         "inner_steps": Param(int, 1, "T: inner gradient steps per outer step", low=1),

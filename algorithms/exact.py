@@ -24,6 +24,7 @@ class Exact(ImplicitDoubleLoop):
     name = "exact"
     family = "implicit"
     reference = "Pedregosa 2016 (HOAG) eq. 3; Bengio 2000"
+    check_knob = ("inner_steps", (5, 50, 400), {})  # `blobench check` (check_claims.py)
     params = {**ImplicitDoubleLoop.params,
               "inner_steps": Param(int, 100, "T: inner gradient steps per outer step", low=1)}
 

@@ -31,6 +31,7 @@ class ForwardMode(DoubleLoop):
     name = "forward_mode"
     family = "explicit (unrolled)"
     reference = "Franceschi et al. 2017, Alg. 2 (FHG)"
+    check_knob = ("inner_steps", (5, 50, 400), {})  # `blobench check` (check_claims.py)
     params = {
         **DoubleLoop.params,
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),

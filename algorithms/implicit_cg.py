@@ -38,6 +38,8 @@ class ImplicitCG(ImplicitDoubleLoop):
     name = "implicit_cg"
     family = "implicit"
     reference = "Pedregosa 2016 (HOAG) eq. 3, Alg. 1's warm-started CG; Rajeswaran et al. 2019"
+    #: `blobench check`: one step converges to the closed form as k grows (check_claims.py)
+    check_knob = ("cg_steps", (2, 4, 40), {"inner_steps": 400, "cg_warm_start": False})
     params = {
         **ImplicitDoubleLoop.params,
         "cg_steps": Param(int, 10, "k: conjugate-gradient iterations", low=1),

@@ -44,6 +44,7 @@ class Neumann(ImplicitDoubleLoop):
     name = "neumann"
     family = "implicit"
     reference = "Lorraine et al. 2020, eq. 8 / Alg. 3"
+    check_knob = ("terms", (2, 20, 300), {"inner_steps": 400})  # `blobench check`
     params = {
         **ImplicitDoubleLoop.params,
         "terms": Param(int, 20, "K: Neumann terms α Σ_{j=0..K} (I − αH)^j", low=0),
@@ -59,6 +60,7 @@ class FixedPoint(ImplicitDoubleLoop):
     name = "fixed_point"
     family = "implicit"
     reference = "Grazzi et al. 2020 (AID with the fixed-point method, AID-FP)"
+    check_knob = ("solver_steps", (2, 20, 300), {"inner_steps": 400, "solver_warm_start": False})
     params = {
         **ImplicitDoubleLoop.params,
         "solver_steps": Param(int, 20, "K: fixed-point iterations v ← v − α(Hv − ∇_θ f)", low=0),

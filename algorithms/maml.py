@@ -104,6 +104,7 @@ class FOMAML(DoubleLoop):
     name = "fomaml"
     family = "meta-learning (initialization)"
     reference = "Finn, Abbeel, Levine 2017 (MAML) §5.2 first-order approximation"
+    approximation = "first_order_meta"  # `blobench check`: a descent direction of F_T
     params = _meta_params(1, "adam", None, "meta step size β; None = the problem's")
 
     differentiates_through_init = True
@@ -124,6 +125,7 @@ class Reptile(DoubleLoop):
     name = "reptile"
     family = "meta-learning (initialization)"
     reference = "Nichol, Achiam, Schulman 2018 (Reptile) Alg. 2"
+    approximation = "first_order_meta"
     params = _meta_params(5, "sgd", 0.1, "ε: outer step size (0.1 in the authors' sine demo)")
 
     differentiates_through_init = True

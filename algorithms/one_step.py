@@ -32,6 +32,7 @@ class OneStep(ImplicitDoubleLoop):
     name = "one_step"
     family = "approximate (identity Hessian)"
     reference = "Luketina et al. 2016 (T1–T2); Lorraine et al. 2020 (Neumann, K = 0)"
+    approximation = "identity_hessian"  # what `blobench check` verifies (check_claims.py)
     params = {
         **ImplicitDoubleLoop.params,
         "inner_steps": _ONE_STEP,
@@ -49,6 +50,7 @@ class Alternating(DoubleLoop):
     name = "alternating"
     family = "approximate (no implicit term)"
     reference = "Mehra & Hamm 2021 (arXiv 1911.03432), GD baseline"
+    approximation = "partial_gradient"
     params = {**DoubleLoop.params, "inner_steps": _ONE_STEP}
 
     def hypergradient(self, problem, state):

@@ -27,6 +27,7 @@ class Truncated(DoubleLoop):
     name = "truncated"
     family = "explicit (unrolled)"
     reference = "Shaban et al. 2019 (K-RMD), eq. 6 / Alg. 1"
+    check_knob = ("truncation", (1, 10, 300), {"inner_steps": 400})  # `blobench check`
     params = {
         **DoubleLoop.params,
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),

@@ -18,6 +18,7 @@ class Unrolled(DoubleLoop):
     name = "unrolled"
     family = "explicit (unrolled)"
     reference = "Maclaurin et al. 2015; Franceschi et al. 2017 Alg. 1 (RHG)"
+    check_knob = ("inner_steps", (5, 50, 400), {})  # `blobench check` (check_claims.py)
     params = {**DoubleLoop.params,
               "warm_start": Param(bool, False, "start the unroll from the previous θ (else θ₀)")}
 
