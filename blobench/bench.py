@@ -23,6 +23,11 @@ problem construction are timed separately; *overhead* is the cell's wall time ou
 solver's timed steps, the evaluation and the set-up, as a share of solver time (the median of
 three runs of each cell, after one warm-up cell: a forked cell starts with the engine loaded).
 
+The benchmark's own speed (startup, per-cell fixed cost, evaluation share, ``--n-jobs``
+speed-up and efficiency, the default run and its ETA) is measured by :mod:`blobench.speed`
+in the same run and shown first in the report, each goal with its target, met or not, and
+the command that measured it.
+
 Each case runs in this process with ``torch.set_num_threads(1)`` (as cells do). The report
 (JSON + Markdown) records the command, the machine, the load average and every measurement.
 The same measurements run under pytest-benchmark: ``pytest tests/benchmarks --benchmark-only``.
@@ -207,11 +212,19 @@ def measure_harness(registry: Registry, problem: str, algorithm: str, steps: int
 
 # ------------------------------------------------------------------------------- report
 def _markdown(report: dict[str, Any]) -> str:
-    lines = ["# Hypergradient cost benchmark", "",
+    from blobench.speed import goal_rows
+
+    lines = ["# Benchmark report: the suite's own speed and the hypergradient costs", "",
              f"Command: `{report['command']}`  ", f"Date: {report['date']}  ",
              f"Machine: {report['machine']}, torch {report['torch']}, 1 thread per case; "
              f"load average at start {report['load_start']}, at end {report['load_end']}  ",
-             f"GPU: {report['gpu']}", "",
+             f"GPU: {report['gpu']}", ""]
+    if report.get("goals"):
+        lines += ["## Goals of the suite's own speed (issue 15)", "",
+                  "All measured in this run (ratios of times taken under the same load); "
+                  "see blobench/speed.py for how each is measured.", "",
+                  *goal_rows(report["goals"]), ""]
+    lines += ["## Hypergradient cost", "",
              "Ratios are times divided by one inner gradient (`autodiff.inner_grad`, the "
              "problem's analytic oracle where it has one) of the same problem, measured "
              "interleaved in the same run (median of 7 blocks). k = "
@@ -251,9 +264,33 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measure_goals(registry: Registry, run_results: str | None,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The measurements of :mod:`blobench.speed`, logged as they finish."""
+    from blobench import speed
+
+    goals: dict[str, Any] = {"startup": speed.measure_startup()}
+    log(f"startup: --help {goals['startup']['help_cpu_s']:.2f} s CPU, list "
+        f"{goals['startup']['list_cold_cpu_s']:.2f} s (cached "
+        f"{goals['startup']['list_cached_cpu_s']:.2f} s)")
+    goals["fixed_cost"] = speed.measure_fixed_cost(registry)
+    log(f"per-cell fixed cost: {goals['fixed_cost']['fixed_ms']:.0f} ms")
+    goals["evaluation"] = speed.measure_evaluation(registry)
+    for e in goals["evaluation"]:
+        log(f"evaluation {e['problem']} × {e['algorithm']}: "
+            f"{100 * (e['evaluation_share'] or 0):.0f} % of solver time")
+    goals["parallel"] = speed.measure_parallel(registry)
+    log(f"--n-jobs 2 vs 1: {goals['parallel']['speedup']:.2f}x, efficiency "
+        f"{goals['parallel']['efficiency_2']:.2f}")
+    if run_results:
+        goals["run"] = speed.summarize_run(run_results)
+    return goals
+
+
 def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | None = None,
                   k: int = 10, unroll_steps: int = 10, harness: bool = True,
-                  rounds: int = 7, log: Callable[[str], None] = print) -> dict[str, Any]:
+                  rounds: int = 7, log: Callable[[str], None] = print, goals: bool = True,
+                  kernels: bool = True, run_results: str | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     report: dict[str, Any] = {
         "command": "blobench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("blobench")
@@ -264,7 +301,9 @@ def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | No
         "gpu": ("available: not measured by this run" if torch.cuda.is_available()
                 else "none available (the GPU goal is not measured)"),
         "k": k, "unroll_steps": unroll_steps, "cases": [], "harness": []}
-    for name, overrides in CASES:
+    if goals:
+        report["goals"] = measure_goals(registry, run_results, log)
+    for name, overrides in CASES if kernels else []:
         if problems and name not in problems:
             continue
         for size in sizes:
@@ -273,7 +312,7 @@ def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | No
             log(f"{name:15s} {size:5s} grad {case['grad_us']:9.1f} µs   "
                 + "   ".join(f"{key} {case[key]['ratio']:5.1f} (≤ {case[key]['target']:g})"
                            for key in ("cg", "neumann", "unroll")))
-    if harness:
+    if harness and kernels:
         measure_harness(registry, *HARNESS_CELLS[0])  # warm-up (a forked cell starts warm)
         for problem, algorithm in HARNESS_CELLS:
             runs = sorted((measure_harness(registry, problem, algorithm) for _ in range(3)),
@@ -310,6 +349,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing blocks")
     parser.add_argument("--no-harness", action="store_true",
                         help="skip the harness-overhead cells")
+    parser.add_argument("--no-goals", action="store_true",
+                        help="skip the suite-speed goals (startup, per-cell cost, evaluation, "
+                             "--n-jobs speed-up)")
+    parser.add_argument("--no-kernels", action="store_true",
+                        help="skip the hypergradient cost ratios and harness cells")
+    parser.add_argument("--run-results", metavar="DIR",
+                        help="also report the latest `blobench run` stored in DIR: its wall "
+                             "time, efficiency and the progress ETA's error")
     parser.add_argument("--report", default=DEFAULT_REPORT,
                         help=f"report path without suffix (default {DEFAULT_REPORT}"
                              ".{json,md})")
@@ -326,7 +373,9 @@ def command(args: argparse.Namespace) -> int:
     if args.k < 1 or args.unroll_steps < 1 or args.rounds < 1:
         raise UserError("bench: -k, -T and --rounds must be >= 1")
     report = run_benchmark(registry, sizes, args.problem or None, args.k, args.unroll_steps,
-                           harness=not args.no_harness, rounds=args.rounds)
+                           harness=not args.no_harness, rounds=args.rounds,
+                           goals=not args.no_goals, kernels=not args.no_kernels,
+                           run_results=args.run_results)
     js, md = write_report(report, args.report)
     print(f"report: {md} and {js}")
     return 0

@@ -143,7 +143,7 @@ class Progress:
     """
 
     def __init__(self, cells: list[Cell], prior: dict[str, float], n_jobs: int, mode: str,
-                 stream: TextIO | None = None):
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.perf_counter):
         self.cells = {c.config_id(): c for c in cells}
         self.prior = prior
         self.n_jobs = n_jobs
@@ -151,7 +151,8 @@ class Progress:
         self.stream = stream or sys.stderr
         self.done: dict[str, float] = {}
         self.running: dict[str, float] = {}
-        self.t0 = time.perf_counter()
+        self.clock = clock
+        self.t0 = clock()
         self.color = mode in ("bar", "both") and "NO_COLOR" not in os.environ
         self.bar = None
         if mode in ("bar", "both"):
@@ -161,7 +162,7 @@ class Progress:
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
     def started(self, cell: Cell) -> None:
-        self.running[cell.config_id()] = time.perf_counter()
+        self.running[cell.config_id()] = self.clock()
 
     def _expected(self, cell: Cell, means: dict[str, float], overall: float | None
                   ) -> float | None:
@@ -180,7 +181,7 @@ class Progress:
         means = {p: sum(v) / len(v) for p, v in by_problem.items()}
         finished = list(self.done.values()) or list(self.prior.values())
         overall = sum(finished) / len(finished) if finished else None
-        now, left = time.perf_counter(), 0.0
+        now, left = self.clock(), 0.0
         for cid, cell in self.cells.items():
             if cid in self.done:
                 continue
@@ -200,7 +201,7 @@ class Progress:
         if self.mode == "off":
             return
         eta = self.eta()
-        when = f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA " + (
+        when = f"elapsed {_clock(self.clock() - self.t0)}, ETA " + (
             "?" if eta is None else _clock(eta))
         status = record["status"]
         if self.color:

@@ -258,3 +258,18 @@ def test_python_api_runs_and_loads(tmp_path):
     assert sorted(loaded["key"]) == sorted(frame["key"])
     with pytest.raises(blobench.UserError, match="does not exist"):
         blobench.load_results(tmp_path / "nope")
+
+
+def test_run_summary_replays_the_eta(tmp_path):
+    """blobench bench --run-results: cells, wall, efficiency and the ETA error of a run."""
+    from blobench.speed import summarize_run
+
+    res = tmp_path / "res"
+    assert main(["run", "-p", "ridge_ho", "-p", "quadratic", "-a", "unrolled", "-a",
+                 "implicit_cg", "--seeds", "2", "--steps", "3", "--in-process", "-q",
+                 "--no-tuned", "--results", str(res)]) == 0
+    summary = summarize_run(res)
+    assert summary["cells"] == 8 and summary["n_jobs"] == 1 and summary["seeds"] == 2
+    assert 0 < summary["solver_s"] <= summary["wall_s"] and 0 < summary["efficiency"] <= 1
+    assert set(summary["eta_errors"]) == {"10%", "25%", "50%", "75%"}
+    assert all(e is None or e >= 0 for e in summary["eta_errors"].values())
