@@ -24,6 +24,7 @@ LAYERS: dict[str, str] = {
     "errors": "contracts", "params": "contracts", "problem": "contracts",
     "autodiff": "autodiff",
     "__init__": "bases", "algorithm": "bases", "single_loop": "bases", "recursive": "bases",
+    "blackbox": "bases",
     # shared model / data helpers for problems
     "glm": "toolkit", "flatmodel": "toolkit", "datasets": "toolkit", "data": "toolkit",
     "sampling": "toolkit",
