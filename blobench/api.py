@@ -212,7 +212,8 @@ class Pipeline:
     def provenance(self) -> dict[str, Any]:
         """What each record of this run carries as ``run``: the spec and its config file."""
         return {"spec": self.spec.to_dict(), "config_file": self.spec.config_file,
-                "settings": self.settings_path}
+                "settings": self.settings_path,
+                "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
     def execute(self, on_record: Callable[[dict[str, Any]], None] | None = None,
                 progress: str | None = None) -> Summary:
@@ -317,13 +318,14 @@ def _stale_warnings(registry: Registry, cells: Iterable[Cell]) -> list[str]:
                                   cell.tuned.get("code", {}))
             if changed:
                 by_file.setdefault(", ".join(changed), set()).add(cell.tuned["key"])
-    out = []
-    for changed, keys in sorted(by_file.items()):
-        names = sorted(keys)
-        out.append(f"{len(names)} tuned setting(s) stale, {changed} changed since tuning: "
-                   f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''} "
-                   "(rerun blobench tune --missing)")
-    return out
+    if not by_file:
+        return []
+    names = sorted(set().union(*by_file.values()))
+    files = sorted({f for changed in by_file for f in changed.split(", ")})
+    return [f"{len(names)} tuned setting(s) stale (tuned before a change to "
+            f"{', '.join(files[:4])}{', ...' if len(files) > 4 else ''}): "
+            f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}; "
+            "rerun blobench tune --missing"]
 
 
 # ------------------------------------------------------------------------ the public API

@@ -285,6 +285,7 @@ def _child_main(cell: Cell, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when a cell stops
     try:
         record = run_cell(get_registry(cell.plugins), cell)
+        record["cpu_seconds"] = time.process_time()  # this cell process's CPU since its fork
         conn.send(record)
     finally:
         conn.close()
