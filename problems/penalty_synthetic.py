@@ -114,7 +114,8 @@ class PenaltySynthetic(Problem):
         return 0.5 if self.unique else 0.5 / self.sigma_max**2
 
     def outer_step_size(self):
-        return 0.1
+        """1/4: F(λ) has curvature 4 (examples 1, 3, 4: ‖λ‖² plus a second square) or 2."""
+        return 0.25
 
     def evaluate(self, theta, lam):
         with torch.no_grad():

@@ -134,19 +134,22 @@ def test_stocbio_step_by_hand_with_its_batches(registry):
 
 
 # ------------------------------------------------------------------------ TTSA
-def test_ttsa_truncated_step_by_hand_at_step_2(registry):
+@pytest.mark.parametrize("decay", [True, False])
+def test_ttsa_truncated_step_by_hand_at_step_2(registry, decay):
     """θ_{k+1} = θ_k − β_k ∇θg(θ_k; S), then at θ_{k+1}: p = η Σ_{j<t_max} Π(I − ηH_{B_j})∇θf,
-    h = ∇λf − Jp, λ⁺ = λ − α_k h; β_k = β·3^(-2/5), α_k = α·3^(-3/5) at k = 2."""
+    h = ∇λf − Jp, λ⁺ = λ − α_k h; default: the paper's constant steps (β_k = β, α_k = α);
+    ``decay``: β_k = β·3^(-2/5), α_k = α·3^(-3/5) at k = 2."""
     p = scripted_ridge(registry)
     rf = RidgeForms(p)
     tmax, beta, alpha, eta = 4, 0.08, 0.4, 0.03
+    extra = {"decay": True} if decay else {}
     alg = registry.algorithm("ttsa")(inner_lr=beta, outer_lr=alpha, neumann_lr=eta,
-                                     neumann_terms=tmax, estimator="truncated")
+                                     neumann_terms=tmax, estimator="truncated", **extra)
     lam, theta0 = randn(p.dim_outer, 13, 0.3), randn(p.dim_inner, 14)
     state = start(p, alg, lam, theta0)
     state.extra["k"] = 2
     state = alg.step(p, state)
-    beta_k, alpha_k = beta * 3 ** -0.4, alpha * 3 ** -0.6
+    beta_k, alpha_k = (beta * 3 ** -0.4, alpha * 3 ** -0.6) if decay else (beta, alpha)
     theta1 = theta0 - beta_k * rf.g_theta(theta0, lam, p.inner_script[0])
     grad_f = rf.f_theta(theta1, p.outer_script[0])
     hvps = [lambda x, s=p.inner_script[1 + j]: rf.hvp(theta1, lam, s, x)
