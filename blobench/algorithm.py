@@ -81,11 +81,18 @@ class Algorithm(ABC):
 
         Rule: where λ acts only through θ₀(λ) (``not problem.lam_in_losses(params)``) an
         algorithm that does not differentiate through θ₀ computes a hypergradient that is
-        identically zero, so it would only rank the initial λ."""
+        identically zero, so it would only rank the initial λ. Where the problem has no inner
+        optimum (``problem.inner_optimum`` False: F is defined by T steps from θ₀) only
+        cold-start entries of the family :data:`UNROLLED_FAMILY` apply."""
         if (problem.inner_init_is_outer and not problem.lam_in_losses(params)
                 and not self.differentiates_through_init):
             return ("λ enters this problem only as θ's initialization (∇_λ g = ∇_λ f = 0): "
                     "a hypergradient that does not differentiate through θ₀(λ) is zero")
+        if not problem.inner_optimum and (self.family != UNROLLED_FAMILY
+                                          or self.config.get("warm_start", False)):
+            return ("F(λ) is f after a fixed number of inner steps from θ₀ (no inner optimum "
+                    "to solve for): only cold-start unrolled estimators apply (unrolled, "
+                    "truncated, forward_mode with warm_start=false)")
         return self.applies_to(problem, params)
 
     @abstractmethod
@@ -96,6 +103,11 @@ class Algorithm(ABC):
     @abstractmethod
     def step(self, problem: Problem, state: State) -> State:
         """One outer iteration."""
+
+
+#: the family of the estimators that differentiate the T-step map itself (RHG, truncated,
+#: forward mode): the only ones defined on a problem without an inner optimum
+UNROLLED_FAMILY = "explicit (unrolled)"
 
 
 #: offset that turns a cell's seed into the seed of its θ₀ generator (apart from the data's)

@@ -20,11 +20,14 @@ a cold start converges to it from the cell's θ₀ (:func:`blobench.algorithm.ce
 one θ₀ per cell): in closed form where the problem gives it (``min_norm_inner(λ, θ₀)``, else
 the unique ``inner_solution(λ)``), otherwise by gradient descent with ``inner_step_size``
 until ‖∇_θ g‖ falls below ``RESTART_TOL`` times its value at θ₀ or ``RESTART_MAX_STEPS``
-steps (``restart_steps`` records how many; 0 = closed form). Where the problem declares a
-unique lower level (``inner_unique``) the descent starts from the previous evaluation's
-re-solved θ (:class:`Retrainer`): with a unique minimizer and the same stopping test the
-answer is the same, at a fraction of the steps; without closed form or uniqueness the
-re-solve runs only on the expensive schedule (``expensive=True``). The re-trained metrics are
+steps (``restart_steps`` records how many; 0 = closed form) — or, where the problem sets
+``retrain_steps`` (a non-convex inner problem: a network), exactly that many steps, a
+fixed-budget training from θ₀ as Vicol et al. 2022's "re-train" (Table 3). Where the
+problem declares a unique lower level (``inner_unique``) the descent starts from the
+previous evaluation's re-solved θ (:class:`Retrainer`): with a unique minimizer and the same
+stopping test the answer is the same, at a fraction of the steps; without closed form or
+uniqueness the re-solve runs only on the expensive schedule (``expensive=True``). The
+re-trained metrics are
 ``restart_outer_loss`` = F(λ) and ``restart_<key>`` for every key of ``evaluate`` (θ*(λ)'s
 held-out metrics); the leaderboard ranks on them. ``cold_restart_gap = F(λ) − f(θ, λ)``:
 positive when the algorithm's own θ holds outer-objective information that λ alone does not
@@ -79,6 +82,10 @@ def cold_restart(problem: Problem, lam: torch.Tensor, start: torch.Tensor | None
         return problem.min_norm_inner(lam, theta0).detach(), 0
     if problem.has("inner_solution"):
         return problem.inner_solution(lam).detach(), 0
+    if problem.retrain_steps:  # fixed budget (Problem.retrain_steps), from θ₀ in any case
+        steps = problem.retrain_steps
+        return autodiff.gradient_descent(problem, theta0, lam, steps,
+                                         problem.inner_step_size(lam)), steps
     scale = _norm(autodiff.inner_grad(problem, theta0, lam))
     theta, steps = (theta0 if start is None else start.detach()), 0
     lr = problem.inner_step_size(lam)

@@ -60,6 +60,16 @@ class Problem(ABC):
     #: True when the algorithm's own θ is the deployed model (MAML-type problems: ``evaluate``
     #: re-adapts θ from λ per task), so there is no re-trained θ*(λ) to rank instead
     own_theta_deployed: ClassVar[bool] = False
+    #: a fixed re-train budget (a non-convex inner problem, e.g. a network: no convergence
+    #: test names one θ*(λ)): the re-trained θ*(λ) of the metrics is exactly this many
+    #: full-batch gradient steps of ``inner_step_size`` from the cell's θ₀
+    #: (blobench/metrics.py); None = descend until the convergence test
+    retrain_steps: int | None = None
+    #: False when F(λ) is f after a fixed number of inner steps from θ₀ (the outer variable
+    #: drives the optimizer, e.g. a learning-rate schedule): there is no inner optimum, and
+    #: only cold-start unrolled estimators (family "explicit (unrolled)") apply
+    #: (:meth:`blobench.algorithm.Algorithm.skip_reason`)
+    inner_optimum: ClassVar[bool] = True
     #: default budget per size (a size missing here uses ``Budget()``)
     budgets: ClassVar[dict[str, Budget]] = {}
 

@@ -1,0 +1,115 @@
+"""Network problems of issue 20: the ConvNets (blobench/convnets.py) and distill_convnet.
+
+Expected values are written here from the definitions: parameter counts from the layer
+formulas, the fixed-budget re-train as hand-written gradient steps on the synthetic
+cross-entropy, the learnable step size as a scale of g.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from blobench import convnets, metrics
+from blobench.algorithm import cell_theta0
+from blobench.errors import DataMissing
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _conv(c_in: int, c_out: int) -> int:
+    return c_in * c_out * 9 + c_out
+
+
+@pytest.mark.parametrize("channels, side, flat", [(1, 28, 3), (3, 32, 4)])
+def test_convnet3_is_dc_bench_size(channels, side, flat):
+    """ConvNet-3 width 128: three conv + instance-norm (scale, shift) blocks and a linear
+    layer on 128·flat² features (28 → 14 → 7 → 3; 32 → 16 → 8 → 4)."""
+    expected = (_conv(channels, 128) + 2 * _conv(128, 128) + 3 * 2 * 128
+                + 128 * flat * flat * 10 + 10)
+    model = convnets.convnet3(channels, side, 10)
+    assert model.numel == expected
+    assert expected == (308_746 if channels == 1 else 320_010)
+    w = model.init(torch.Generator().manual_seed(0), torch.float32)
+    assert model(w, torch.zeros(2, channels, side, side, dtype=torch.float32)).shape == (2, 10)
+
+
+def test_conv4_features_and_batch_statistics():
+    """Conv-4 on 28×28: 64 features; batch norm uses the batch's own statistics, so the
+    output of one example depends on the rest of its batch, and vmap over tasks works."""
+    model = convnets.conv4(1, 28, 0)
+    assert convnets.n_features(1, 28, 64, 4) == 64
+    w = model.init(torch.Generator().manual_seed(0), torch.float32)
+    x = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float32)
+    assert model(w, x).shape == (5, 64)
+    assert not torch.allclose(model(w, x)[:2], model(w, x[:2]))
+    batched = torch.func.vmap(model, in_dims=(None, 0))(w, torch.stack([x, 2 * x]))
+    assert torch.allclose(batched[0], model(w, x), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def distill(registry):
+    return registry.problem("distill_convnet")(size="quick", seed=0)
+
+
+def test_distill_shapes_and_learnable_step(registry, distill):
+    """λ = 10 images of 28×28 (+1 log step scale with learn_lr); g scales by e^s."""
+    assert distill.dim_outer == 10 * 28 * 28
+    assert distill.dim_inner == distill.model.numel
+    p = registry.problem("distill_convnet")(size="quick", seed=0, learn_lr=True)
+    lam = p.init_outer(torch.Generator())
+    assert lam.numel() == 10 * 28 * 28 + 1 and float(lam[-1]) == 0.0
+    theta = cell_theta0(p, lam)
+    doubled = lam.clone()
+    doubled[-1] = torch.log(torch.tensor(2.0))
+    assert float(p.inner_loss(theta, doubled)) == pytest.approx(
+        2 * float(p.inner_loss(theta, lam)), rel=1e-5)
+
+
+def test_fixed_budget_retrain_is_hand_written_training(distill):
+    """The re-trained θ*(λ) is exactly ``retrain_steps`` full-batch steps of size η from the
+    cell's θ₀ on the synthetic cross-entropy (written here with torch.autograd)."""
+    lam = distill.init_outer(torch.Generator())
+    theta = cell_theta0(distill, lam).detach()
+    x, y = distill.synthetic(lam), distill.y_syn
+    for _ in range(distill.retrain_steps):
+        w = theta.requires_grad_(True)
+        loss = nn.functional.cross_entropy(distill.model(w, x), y)
+        (grad,) = torch.autograd.grad(loss, w)
+        theta = (w - distill.config["inner_lr"] * grad).detach()
+    restart, steps = metrics.cold_restart(distill, lam)
+    assert steps == distill.retrain_steps == 20
+    assert torch.allclose(restart, theta, atol=1e-5)
+    own = {"outer_loss": float(distill.outer_loss(theta, lam)), **distill.evaluate(theta, lam)}
+    out = metrics.restart_metrics(distill, theta, lam, own)
+    assert out["restart_test_accuracy"] == pytest.approx(own["test_accuracy"])
+
+
+def test_cold_unrolled_distills_and_retrain_matches_own_theta(registry, distill):
+    """Cold-start RHG on the quick problem learns images that teach the network (test
+    accuracy from ≈ chance to > 40% in 8 outer steps); its own θ is a cold training, so the
+    re-trained network at the λ θ was trained on has the same accuracy."""
+    alg = registry.algorithm("unrolled")(warm_start=False)
+    gen = torch.Generator().manual_seed(0)
+    lam0 = distill.init_outer(gen)
+    start = distill.evaluate(cell_theta0(distill, lam0), lam0)["test_accuracy"]
+    state = alg.init(distill, cell_theta0(distill, lam0), lam0, gen)
+    for _ in range(8):
+        state = alg.step(distill, state)
+    own = distill.evaluate(state.theta, state.lam)["test_accuracy"]
+    assert start < 0.2 and own > 0.4
+    retrained, _ = metrics.cold_restart(distill, state.hypergrad_at)
+    assert distill.evaluate(retrained, state.lam)["test_accuracy"] == pytest.approx(own)
+
+
+def test_missing_dataset_is_data_missing(registry, monkeypatch, tmp_path):
+    monkeypatch.setenv("BLOBENCH_DATA", str(tmp_path))
+    with pytest.raises(DataMissing, match="blobench data fetch cifar10"):
+        registry.problem("distill_convnet")(size="quick", dataset="cifar10")
