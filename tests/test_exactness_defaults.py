@@ -17,6 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import hypergrad_after_one_step, rel_error
+from test_algorithms_explicit_implicit import _Curved
 
 from blobench.params import Param
 from blobench.problem import Problem
@@ -201,43 +202,21 @@ def test_one_step_alternating_and_darts_defaults_take_one_inner_step(registry, t
     assert rel_error(darts, f_lam_v + eta * tiny.b_mat.T @ v) < 1e-9
 
 
-class _Curved(Problem):
-    """g = Σ e^{λ_i} cosh θ_i − aᵀθ, f = ½‖θ − c‖²: ∇_λ g = e^λ ⊙ cosh θ is not polynomial in θ,
-    so the finite difference of DARTS eq. 8 depends on its radius."""
-
-    name = ""  # not registered
-    params = {"d": Param(int, 4, "dimension", low=1)}
+class _FarTarget(_Curved):
+    """_Curved (∇_λ g = e^λ ⊙ cosh θ, not polynomial in θ) with a distant target c, so that
+    ‖v‖ = ‖θ' − c‖ > 1 and the FD radius ε₀/‖v‖ differs from ε₀."""
 
     def build(self, generator):
-        d = self.config["d"]
-        self.a = torch.randn(d, generator=generator, dtype=torch.float64)
-        self.c = 3.0 * torch.randn(d, generator=generator, dtype=torch.float64)
-
-    dim_inner = property(lambda self: self.config["d"])
-    dim_outer = property(lambda self: self.config["d"])
-
-    def inner_loss(self, theta, lam, batch=None):
-        return (lam.exp() * torch.cosh(theta)).sum() - self.a @ theta
-
-    def outer_loss(self, theta, lam, batch=None):
-        return 0.5 * ((theta - self.c) ** 2).sum()
-
-    def init_outer(self, generator):
-        return torch.zeros(self.dim_outer)
-
-    def init_inner(self, lam, generator):
-        return torch.zeros(self.dim_inner)
+        super().build(generator)
+        self.c = 3.0 * self.c
 
     def inner_step_size(self, lam):
         return 0.1
 
-    def evaluate(self, theta, lam):
-        return {"test_loss": float(self.outer_loss(theta, lam))}
-
 
 def test_darts_fd_radius_is_divided_by_the_norm_of_v(registry):
     """ε = ε₀/‖v‖ with v = ∇_θ' f(θ'), ε₀ = ``fd_radius`` (Liu et al. 2019, §2.3)."""
-    p = _Curved(seed=0)
+    p = _FarTarget(seed=0, d=4)
     lam = 0.3 * torch.randn(4, generator=torch.Generator().manual_seed(1))
     eps0, xi = 0.5, 0.1
     est, _ = _first_step(registry, p, "darts_fd", lam, fd_radius=eps0)
