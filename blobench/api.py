@@ -85,6 +85,7 @@ class RunSpec:
     cell_timeout: float | None = None
     in_process: bool = False
     force: bool = False
+    retry_failed: bool = False                             # rerun cached failures
     strict: bool = False
     settings: str | None = None                            # None = DEFAULT_SETTINGS
     tuned: bool = True
@@ -226,6 +227,7 @@ class Pipeline:
 
         spec = self.spec
         return run_cells(self.registry, self.cells, self.store, force=spec.force,
+                         retry_failed=spec.retry_failed,
                          n_jobs=spec.jobs, backend=spec.backend, scheduler=spec.scheduler,
                          cell_timeout=spec.cell_timeout, isolate=not spec.in_process,
                          progress=progress or progress_mode(spec.progress),

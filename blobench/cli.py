@@ -122,6 +122,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-process", action="store_true", default=s,
                    help="run cells in this process (debugging/profiling; no isolation)")
     p.add_argument("--force", action="store_true", default=s, help="rerun cells already stored")
+    p.add_argument("--retry-failed", action="store_true", default=s,
+                   help="rerun stored cells that failed (error, diverged, timeout, crashed), "
+                        "e.g. with a larger --cell-timeout; reuse the others")
     p.add_argument("--no-progress", action="store_true", default=s, help="no progress output")
     p.add_argument("--strict", action="store_true", default=s,
                    help="exit 1 if any cell failed, in this run or cached from an earlier one "

@@ -16,6 +16,7 @@ import math
 import platform
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from blobench.problem import Budget
 from blobench.registry import Registry
 from blobench.spec import expand, format_entry
 from blobench.store import SCHEMA_VERSION
+from blobench.validate import check_losses
 from blobench.version import code_version, git_describe
 
 
@@ -166,11 +168,63 @@ def cell_version(registry: Registry, cell: Cell) -> str:
                         registry.source_file("algorithm", cell.algorithm))
 
 
-def _finite(metrics: dict[str, float], state_tensors: list[torch.Tensor]) -> bool:
-    if not math.isfinite(metrics.get("outer_loss", 0.0)):
-        return False
-    # a sum is non-finite iff an entry is (or the entries overflow it: diverged anyway)
-    return all(math.isfinite(float(t.sum())) for t in state_tensors)
+#: seconds between two "step reached" reports of an isolated cell to its supervisor
+HEARTBEAT = 1.0
+#: the growth rule of divergence: see :class:`Growth`
+GROWTH = 1e6
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+class Growth:
+    """When a run has diverged (issue 18): its outer loss f, ‖θ‖ or ‖λ‖ at an evaluation is
+    non-finite, beyond the float32 range (3.4e38), or more than ``GROWTH`` = 1e6 times its
+    initial scale max(|x₀|, 1) (x₀ its value at the first evaluation, before any step).
+    A run that explodes — e.g. a solver dividing by the zero eigenvalues of a singular inner
+    Hessian, iterates of norm 1e49 while every value stays finite — is recorded ``diverged``
+    at the evaluation that sees it, never ``ok``."""
+
+    def __init__(self, row: dict[str, Any], state: Any) -> None:
+        self.scale = {k: max(v, 1.0) if math.isfinite(v) else 1.0
+                      for k, v in self.values(row, state).items()}
+
+    @staticmethod
+    def values(row: dict[str, Any], state: Any) -> dict[str, float]:
+        return {"outer loss": abs(float(row.get("outer_loss", 0.0))),
+                "‖θ‖": float(torch.linalg.vector_norm(state.theta.detach().double())),
+                "‖λ‖": float(torch.linalg.vector_norm(state.lam.detach().double()))}
+
+    def verdict(self, row: dict[str, Any], state: Any) -> str | None:
+        """None while the run is sane, else what diverged and how."""
+        for name, value in self.values(row, state).items():
+            if not math.isfinite(value):
+                return f"non-finite {name}"
+            if value > FLOAT32_MAX:
+                return f"{name} = {value:.3g} is beyond the float32 range"
+            if value > GROWTH * self.scale[name]:
+                return (f"{name} = {value:.3g} grew over {GROWTH:.0e} × its initial scale "
+                        f"{self.scale[name]:.3g}")
+        return None
+
+
+def _judge(record: dict[str, Any], problem: Any, growth: Growth, row: dict[str, Any],
+           state: Any, step: int) -> str:
+    """Set ``record``'s status from an evaluation row: diverged (the growth rule), error
+    (the problem's evaluate() gave no finite primary metric on sane iterates), or ok."""
+    verdict = growth.verdict(row, state)
+    primary = getattr(problem, "primary_metric", None)
+    value = row.get(primary) if primary else 0.0
+    if verdict is not None:
+        record.update(status="diverged", failed_step=step, message=verdict)
+    elif not isinstance(value, (int, float)) or not math.isfinite(value):
+        record.update(status="error", failed_step=step,
+                      message=f"problem {problem.name!r}: evaluate() returned {value!r} for "
+                              f"its primary metric {primary!r} (finite iterates)")
+    return record["status"]
+
+
+def _where(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)[-1:]
+    return f" at {tb[0].filename}:{tb[0].lineno}" if tb else ""
 
 
 def new_record(registry: Registry, cell: Cell, status: str = "ok", message: str = ""
@@ -191,8 +245,16 @@ def new_record(registry: Registry, cell: Cell, status: str = "ok", message: str 
     }
 
 
-def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
-    """Run one cell and return its record (never raises for a failing algorithm)."""
+def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], None] | None
+             = None, contain_exits: bool = False) -> dict[str, Any]:
+    """Run one cell and return its record (never raises for a failing algorithm).
+
+    ``report`` (isolated cells: a pipe to the supervisor) receives ``{"step", "row"}`` at each
+    evaluation and ``{"step"}`` at most every :data:`HEARTBEAT` seconds, so that a cell killed
+    on timeout or crashed keeps the last step it reached and its trace so far.
+    ``contain_exits``: record ``SystemExit`` / ``KeyboardInterrupt`` raised by the cell's code
+    as an error with their name (in a child process, where no user interrupt reaches).
+    """
     torch.set_num_threads(cell.threads)
     record = new_record(registry, cell)
     trace: list[dict[str, float]] = []
@@ -210,6 +272,7 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
         theta0 = cell_theta0(problem, lam0)  # the one θ₀ of the cell (issue 23)
         retrainer = Retrainer(problem)  # θ*(λ) of the bilevel answer, evaluation to evaluation
         problem.check_api(theta0, lam0)
+        check_losses(problem, theta0, lam0)  # dtype, graph, device: named causes
         autodiff.oracle_counts.clear()
         memory.start()
         memory.enter()
@@ -235,9 +298,12 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
                 if peak is not None:
                     tensor_peak = peak if tensor_peak is None else max(tensor_peak, peak)
             trace.append(row)
+            if report is not None:
+                report({"step": steps_done, "row": row})
             return row
 
-        observe()
+        growth = Growth(observe(), state)
+        beat = time.monotonic()
         measuring = False  # the memory probe spans the steps between two evaluations
         while True:
             if cell.steps is not None and steps_done >= cell.steps:
@@ -253,33 +319,37 @@ def run_cell(registry: Registry, cell: Cell) -> dict[str, Any]:
             sync()
             solver_seconds += time.perf_counter() - t0
             steps_done += 1
+            if report is not None and time.monotonic() - beat > HEARTBEAT:
+                beat = time.monotonic()
+                report({"step": steps_done})
             last = cell.steps is not None and steps_done >= cell.steps
             if steps_done % cell.eval_every == 0 or last:
                 memory.exit()
                 measuring = False
                 row = observe(final=last)
-                if not _finite(row, [state.theta, state.lam]):
-                    record.update(status="diverged", failed_step=steps_done,
-                                  message="non-finite outer loss or iterate")
+                if _judge(record, problem, growth, row, state, steps_done) != "ok":
                     break
         if measuring:
             memory.exit()
         if trace[-1]["step"] != steps_done:
             row = observe(final=True)
-            if record["status"] == "ok" and not _finite(row, [state.theta, state.lam]):
-                record.update(status="diverged", failed_step=steps_done,
-                              message="non-finite outer loss or iterate")
+            if record["status"] == "ok":
+                _judge(record, problem, growth, row, state, steps_done)
         if record["status"] == "ok" and problem.has("exact_hypergradient"):
             # hypergradient quality where it is informative (issue 23), outside the timed run
             quality.update(probe_hypergradients(algorithm, problem,
                                                 reference_lambdas(problem, lam0)))
     except NotApplicable as exc:
         record.update(status="not_applicable", message=str(exc))
-    except Exception as exc:
-        tb = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" at {tb[0].filename}:{tb[0].lineno}" if tb else ""
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if not contain_exits:
+            raise
+        code = f"({exc.code!r})" if isinstance(exc, SystemExit) else ""
         record.update(status="error", failed_step=steps_done,
-                      message=f"{type(exc).__name__}: {exc}{where}")
+                      message=f"{type(exc).__name__}{code} raised inside the cell{_where(exc)}")
+    except Exception as exc:
+        record.update(status="error", failed_step=steps_done,
+                      message=f"{type(exc).__name__}: {exc}{_where(exc)}")
     record.update(
         finished=time.time(), steps_done=steps_done, solver_seconds=solver_seconds,
         seconds_per_step=solver_seconds / steps_done if steps_done else None,

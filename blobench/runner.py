@@ -42,6 +42,7 @@ from typing import Any, TextIO
 
 from blobench.errors import UserError
 from blobench.harness import Cell, cell_version, new_record, run_cell
+from blobench.lifeline import cell_lifeline
 from blobench.registry import Registry, get_registry
 from blobench.store import ResultsStore
 
@@ -102,7 +103,7 @@ class Summary:
         lines += [f"  {status}: {msg}" for status, msg in self.failures]
         if self.cached_failures:
             lines.append(f"{len(self.cached_failures)} cached cell(s) failed in an earlier "
-                         "run (--force reruns them):")
+                         "run, reused (--retry-failed reruns them):")
             lines += [f"  {status} (cached): {msg}" for status, msg in self.cached_failures]
         return "\n".join(lines)
 
@@ -252,7 +253,8 @@ def _context(device: str) -> Any:
         if kind not in _CONTEXTS:
             ctx = mp.get_context(kind)
             if kind == "forkserver":  # "__main__": see the module docstring
-                ctx.set_forkserver_preload(["__main__", "blobench._forkserver_preload"])
+                ctx.set_forkserver_preload(["blobench.lifeline", "__main__",
+                                            "blobench._forkserver_preload"])
             _CONTEXTS[kind] = ctx
     return _CONTEXTS[kind]
 
@@ -281,46 +283,80 @@ def _children_allowed() -> Iterator[None]:
         config["daemon"] = daemonic
 
 
-def _child_main(cell: Cell, conn: Connection) -> None:
+def _child_main(cell: Cell, conn: Connection, cell_timeout: float | None = None) -> None:
+    cell_lifeline(conn.fileno(), cell_timeout)  # dies with the run, even after kill -9 of it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when a cell stops
     try:
-        record = run_cell(get_registry(cell.plugins), cell)
+        record = run_cell(get_registry(cell.plugins), cell,
+                          report=lambda progress: conn.send(("progress", progress)),
+                          contain_exits=True)
         record["cpu_seconds"] = time.process_time()  # this cell process's CPU since its fork
         conn.send(record)
     finally:
         conn.close()
 
 
+def _died(code: int | None) -> str:
+    if code is not None and code < 0:
+        if -code == signal.SIGALRM:
+            return "stopped by its own --cell-timeout alarm (its supervisor did not answer)"
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _so_far(record: dict[str, Any], trace: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """A timeout / crashed record with the last step the cell reported and its trace so far."""
+    record.update(failed_step=step, steps_done=step, trace=trace,
+                  solver_seconds=trace[-1].get("seconds", 0.0) if trace else 0.0)
+    return record
+
+
 def run_cell_isolated(cell: Cell, cell_timeout: float | None = None) -> dict[str, Any]:
-    """Run ``cell`` in a child process; ``timeout`` / ``crashed`` records if it does not answer."""
+    """Run ``cell`` in a child process; ``timeout`` / ``crashed`` records if it does not answer
+    (with the last step and the trace it reported before)."""
     registry = get_registry(cell.plugins)
     ctx = _context(cell.device)
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(cell, sender), daemon=True)
+    proc = ctx.Process(target=_child_main, args=(cell, sender, cell_timeout), daemon=True)
     with _children_allowed():
         proc.start()
     sender.close()
-    record = None
+    deadline = None if cell_timeout is None else time.monotonic() + cell_timeout
+    record, trace, step = None, [], 0
     try:
-        if receiver.poll(cell_timeout):
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not receiver.poll(left):
+                proc.kill()
+                proc.join()
+                return _so_far(new_record(
+                    registry, cell, "timeout",
+                    f"cell exceeded --cell-timeout {cell_timeout:g} s and was stopped"),
+                    trace, step)
             try:
-                record = receiver.recv()
+                message = receiver.recv()
             except (EOFError, OSError):
-                record = None
-        else:
-            proc.kill()
-            proc.join()
-            return new_record(registry, cell, "timeout",
-                              f"cell exceeded --cell-timeout {cell_timeout:g} s and was stopped")
+                break
+            if isinstance(message, tuple) and message[0] == "progress":
+                step = message[1]["step"]
+                if "row" in message[1]:
+                    trace.append(message[1]["row"])
+                continue
+            record = message
+            break
     finally:
         receiver.close()
+        if record is None:
+            proc.join(5.0)  # a child that is exiting: let it report its own exit code
         if proc.is_alive() and record is None:
             proc.kill()
         proc.join()
     if record is None:
-        code = proc.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return new_record(registry, cell, "crashed", f"worker process died ({how})")
+        return _so_far(new_record(registry, cell, "crashed",
+                                  f"worker process died ({_died(proc.exitcode)})"), trace, step)
     return record
 
 
@@ -392,12 +428,14 @@ def prior_seconds(store: ResultsStore, cells: Iterable[Cell]) -> dict[str, float
 
 
 def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
-              force: bool = False, n_jobs: int = 1, backend: str = "local",
+              force: bool = False, retry_failed: bool = False, n_jobs: int = 1,
+              backend: str = "local",
               scheduler: str | None = None, cell_timeout: float | None = None,
               isolate: bool = True, progress: bool | str = True,
               on_record: Callable[[dict[str, Any]], None] | None = None,
               provenance: dict[str, Any] | None = None) -> Summary:
-    """Run every cell not already in ``store`` (all of them with ``force``).
+    """Run every cell not already in ``store`` (all of them with ``force``; with
+    ``retry_failed`` also those whose stored record failed: error, diverged, timeout, crashed).
 
     ``n_jobs``: cells at once (joblib's convention: -1 = as many as the backend has).
     ``progress``: a mode of :func:`progress_mode` ("bar", "lines", "both", "off"), or a bool
@@ -408,6 +446,8 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
     todo = []
     for cell in cells:
         cached = None if force else store.load(cell.key(cell_version(registry, cell)))
+        if cached is not None and retry_failed and cached["status"] in FAILED:
+            cached = None
         if cached is not None:
             summary.add_cached(cached)
         else:

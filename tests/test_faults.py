@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,21 @@ def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, capsys):
     assert raised["failed_step"] == 1  # raised inside step 2, after step 1 completed
     nan = recs["ridge_ho:fault_nan:0"]
     assert nan["status"] == "diverged" and nan["failed_step"] == 2
-    assert recs["ridge_ho:fault_hang:0"]["status"] == "timeout"
+    hung = recs["ridge_ho:fault_hang:0"]
+    assert hung["status"] == "timeout"
+    # the last step reached and the trace so far survive the kill (issue 18 item 4)
+    assert hung["failed_step"] == 1 and [r["step"] for r in hung["trace"]] == [0, 1]
     died = recs["ridge_ho:fault_die:0"]
     assert died["status"] == "crashed" and "signal 9" in died["message"]
+    assert died["failed_step"] == 1 and [r["step"] for r in died["trace"]] == [0, 1]
     assert recs["ridge_ho:implicit_cg:0"]["status"] == "ok"
     for status in ("error", "diverged", "timeout", "crashed"):
         assert f"  {status}: " in out
-    # failures are final results: a rerun does not redo them, --strict reports them
-    assert main([*argv, "--strict"]) == 0  # nothing ran, so nothing failed in this run
+    # failures are results: a rerun reuses them (--retry-failed reruns them), and --strict
+    # reports them, cached or new
+    assert main([*argv, "--strict"]) == 1
     assert "nothing to do" in capsys.readouterr().out
-    assert main([*argv[:-2], "--results", str(tmp_path / "strict"), "--strict"]) == 1
+    assert main(argv) == 0
 
 
 def test_api_violation_is_a_clear_error(tmp_path):
@@ -91,3 +97,44 @@ def test_dask_without_scheduler_is_a_user_error(capsys):
     assert main(["run", "-p", "ridge_ho", "-a", "exact", "--seeds", "1", "--backend", "dask",
                  "--no-progress", "--results", "/tmp/blobench-unused"]) == 2
     assert "--scheduler" in capsys.readouterr().err
+
+
+def test_exits_inside_a_cell_keep_their_cause_and_retry_failed_reruns_them(tmp_path, capsys):
+    res = tmp_path / "res"
+    argv = ["run", "--plugins", PLUGINS, "-p", "ridge_ho", "-a", "fault_exit",
+            "-a", "fault_interrupt", "-a", "fault_explode", "--seeds", "1", "--steps", "4",
+            "--eval-every", "1", "--n-jobs", "2", "--no-progress", "--no-tuned",
+            "--results", str(res)]
+    assert main(argv) == 0
+    recs = _records(res)
+    exited, interrupted = recs["ridge_ho:fault_exit:0"], recs["ridge_ho:fault_interrupt:0"]
+    assert exited["status"] == "error" and exited["failed_step"] == 1
+    assert exited["message"].startswith("SystemExit(3) raised inside the cell")
+    assert interrupted["status"] == "error" and interrupted["failed_step"] == 1
+    assert interrupted["message"].startswith("KeyboardInterrupt raised inside the cell")
+    exploded = recs["ridge_ho:fault_explode:0"]  # finite, 1e8 × θ: the growth rule
+    assert exploded["status"] == "diverged" and exploded["failed_step"] == 2
+    assert "grew over 1e+06 × its initial scale" in exploded["message"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nothing to do" in out
+    assert "3 cached cell(s) failed in an earlier run, reused (--retry-failed reruns them)" in out
+    assert main([*argv, "--retry-failed"]) == 0
+    assert "3 cell(s) run, 0 cached" in capsys.readouterr().out
+
+
+def test_a_run_that_explodes_on_a_singular_hessian_is_diverged_with_its_step(tmp_path):
+    from blobench.harness import plan, run_cell
+    from blobench.registry import get_registry
+
+    registry = get_registry([PLUGINS])
+    cells, _ = plan(registry, ["fault_singular"], ["one_step[outer_lr=5]", "one_step"], [0],
+                    steps=40, eval_every=5)
+    exploding, calm = (run_cell(registry, cell) for cell in cells)
+    # every value stays finite (‖λ‖ ≈ 6e4 at step 10): only the growth rule can see it
+    assert exploding["status"] == "diverged" and exploding["failed_step"] == 10
+    assert all(math.isfinite(v) for row in exploding["trace"] for v in row.values()
+               if isinstance(v, float))
+    assert "outer loss = " in exploding["message"] and "grew over" in exploding["message"]
+    assert calm["status"] == "ok" and calm["steps_done"] == 40

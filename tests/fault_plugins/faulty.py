@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import torch
@@ -57,6 +58,29 @@ class DieInStep(_Faulty):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class ExitInStep(_Faulty):
+    name = "fault_exit"
+
+    def fail(self, state):
+        sys.exit(3)
+
+
+class InterruptInStep(_Faulty):
+    name = "fault_interrupt"
+
+    def fail(self, state):
+        raise KeyboardInterrupt
+
+
+class ExplodeInStep(_Faulty):
+    """Finite but exploding iterates: θ ← (θ + 1)·1e8 from ``at_step`` on."""
+
+    name = "fault_explode"
+
+    def fail(self, state):
+        state.theta = (state.theta + 1.0) * 1e8
+
+
 class NonScalarLoss(Problem):
     """A problem whose inner loss is not a scalar (an API violation)."""
 
@@ -83,3 +107,41 @@ class NonScalarLoss(Problem):
 
     def evaluate(self, theta, lam):
         return {"test_loss": 0.0}
+
+
+class SingularHessian(Problem):
+    """A singular inner Hessian: g(θ, λ) = ½ θ₁² + λ θ₂, so ∇²_θθ g = diag(1, 0) and λ drives
+    θ along the Hessian's null direction (g is bounded below only at λ = 0); outer
+    f(θ, λ) = ½ (θ₁ − 1)² + ½ (θ₂ − 1)². The approximations that assume H⁻¹ ≈ η I couple θ₂ and
+    λ into an oscillation that a large outer step turns into exponential growth: finite
+    iterates of norm 1e30 and more, which the growth rule records as ``diverged``."""
+
+    name = "fault_singular"
+    sizes = {"quick": {}, "full": {}}
+    dim_inner = 2
+    dim_outer = 1
+    primary_metric = "test_loss"
+
+    def build(self, generator):
+        pass
+
+    def inner_loss(self, theta, lam, batch=None):
+        return 0.5 * theta[0] ** 2 + lam[0] * theta[1]
+
+    def outer_loss(self, theta, lam, batch=None):
+        return 0.5 * ((theta - 1.0) ** 2).sum()
+
+    def init_outer(self, generator):
+        return torch.ones(1)
+
+    def init_inner(self, lam, generator):
+        return torch.zeros(2)
+
+    def inner_step_size(self, lam):
+        return 1.0
+
+    def outer_step_size(self):
+        return 1.0
+
+    def evaluate(self, theta, lam):
+        return {"test_loss": float(self.outer_loss(theta, lam))}
