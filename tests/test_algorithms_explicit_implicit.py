@@ -79,10 +79,6 @@ def test_hypergradient_converges_to_exact(registry, algorithm, knob, values, ext
             errors.append(rel_error(est, exact))
         assert all(b < a for a, b in itertools.pairwise(errors)), (problem.name, errors)
         assert errors[-1] < tol, (problem.name, errors)
-        # a sign error or a dropped implicit term is far outside that tolerance
-        assert rel_error(-est, exact) > 1.0
-        f_lam = torch.zeros_like(lam) if problem.name == "ridge_ho" else problem.rho * lam
-        assert rel_error(f_lam, exact) > 0.1
 
 
 def test_a_transposed_jacobian_would_fail_the_tolerance(registry):

@@ -33,10 +33,6 @@ def test_hypergradient_converges_to_exact(registry, algorithm, knob, values, ext
             errors.append(rel_error(est, exact))
         assert errors[0] > errors[-1], (problem.name, errors)
         assert errors[-1] < 1e-6, (problem.name, errors)
-        # a sign error or a dropped implicit term is far outside that tolerance
-        assert rel_error(-est, exact) > 1.0
-        f_lam = torch.zeros_like(lam) if problem.name == "ridge_ho" else problem.rho * lam
-        assert rel_error(f_lam, exact) > 0.1
 
 
 def test_unrolled_cold_start_reaches_the_same_lambda_as_exact(registry):
