@@ -27,7 +27,7 @@ LAYERS: dict[str, str] = {
     "blackbox": "bases",
     # shared model / data helpers for problems
     "glm": "toolkit", "flatmodel": "toolkit", "datasets": "toolkit", "data": "toolkit",
-    "sampling": "toolkit", "convnets": "toolkit",
+    "sampling": "toolkit", "convnets": "toolkit", "fewshot": "toolkit",
     # plan → run a cell → supervise cells → store records
     "registry": "execution", "spec": "execution", "version": "execution",
     "memory": "execution", "metrics": "execution", "harness": "execution",

@@ -1,0 +1,279 @@
+"""Few-shot image classification with a Conv-4 backbone: MAML and a ridge-head hyper-representation.
+
+Tasks (:mod:`blobench.fewshot`): N-way K-shot tasks over the classes of Fashion-MNIST
+(``dataset=fashion_mnist``, default, offline), MNIST or both (when present; a missing
+dataset makes the cell ``not_applicable``), each under 4 rotations by 90° (a rotated class
+is a new class, as in the Omniglot protocol); base classes 0..6 of each dataset are the
+meta-training classes (28 with Fashion-MNIST alone), 7..9 the meta-test classes (12). A
+fixed pool of ``n_tasks`` meta-training tasks (all used every outer step) and
+``n_test_tasks`` meta-test tasks is drawn from the seed; ``per_class`` images of each class
+are drawn from the training file (Omniglot has 20 per class). Omniglot and miniImageNet
+themselves are not in the data layer's catalog yet.
+
+Backbone (:func:`blobench.convnets.conv4`): 4 × [conv 3×3, ``width`` channels – batch norm
+on the batch's own statistics – ReLU – 2×2 max pooling] (Vinyals et al. 2016; MAML §5.2:
+width 64 on Omniglot); on 28×28 images 64 features at width 64. Tasks are evaluated
+together with ``torch.func.vmap``.
+
+``fewshot_conv4`` — MAML (Finn, Abbeel & Levine 2017): λ = the initialization of Conv-4 and
+its linear N-way head (p weights), θ = (θ_1, …, θ_n) the per-task fast weights,
+
+    inner  g(θ, λ) = Σ_i CE(θ_i; S_i) + (ρ/2) Σ_i ‖θ_i − λ‖²    (ρ = ``proximal``; iMAML > 0)
+    outer  f(θ, λ) = 1/n Σ_i CE(θ_i; Q_i),     θ₀(λ) = (λ, …, λ)
+
+α = 0.4 (MAML's Omniglot inner step), the meta-test tasks adapted by ``eval_steps`` steps
+(primary metric: their query accuracy). Non-convex: no ground truth.
+
+``fewshot_ridge`` — the hyper-representation formulation (Franceschi et al. 2018 §3;
+Bertinetto, Henriques, Torr & Vedaldi 2019, R2D2): λ = the Conv-4 feature extractor φ_λ
+(no head), Φ̃_i = [φ_λ(S_i), 1] ∈ ℝ^{m×(d+1)} (m = N·K), θ = per-task ridge heads
+W_i ∈ ℝ^{(d+1)×N} regressing the one-hot labels Y_i,
+
+    inner  g(θ, λ) = Σ_i [ 1/(2m) ‖Φ̃_i W_i − Y_i‖² + (μ/2) ‖W_i‖² ]    (μ = ``l2`` > 0)
+    outer  f(θ, λ) = 1/n Σ_i CE(τ · Φ̃^Q_i W_i, y^Q_i)                  (τ = ``logit_scale``)
+
+g is μ-strongly convex in θ: θ*(λ) is unique, in closed form (R2D2's Woodbury form)
+W_i* = Φ̃_iᵀ(Φ̃_iΦ̃_iᵀ + mμ I)⁻¹ Y_i (an m × m solve), and ``exact_hypergradient`` is the
+total derivative of F(λ) = f(θ*(λ), λ) by reverse-mode autodiff through that solve (tested
+against finite differences of F). Evaluation: meta-test heads by the same closed form from
+λ's features; the own θ (training heads) does not enter it, so the re-trained metrics equal
+the own ones. ``inner_step_size`` = 1/L, L = max_i λ_max(Φ̃_iᵀΦ̃_i)/m + μ.
+
+Sizes: ``quick`` width 8, 8 tasks, 20 meta-test tasks, 10 images per class (seconds on a
+CPU); ``full`` width 64 (MAML's Omniglot backbone: 112,005 weights for 5-way), 32 tasks
+(MAML's Omniglot meta-batch), 600 meta-test tasks, 20 images per class, float32; 5-way
+1-shot (``k_shot=5`` for 5-shot).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blobench import convnets, fewshot
+from blobench.params import Param, dtype_param, torch_dtype
+from blobench.problem import Budget, Problem
+
+Tensor = torch.Tensor
+CE = nn.functional.cross_entropy
+
+COMMON = {
+    "dataset": Param(str, "fashion_mnist", "classes from (rotations of) this dataset",
+                     choices=tuple(fewshot.DATASETS)),
+    "n_way": Param(int, 5, "N: classes per task", low=2),
+    "k_shot": Param(int, 1, "K: support images per class", low=1),
+    "n_query": Param(int, 5, "query images per class", low=1),
+    "n_tasks": Param(int, 8, "meta-training tasks in the pool (all used every step)", low=1),
+    "n_test_tasks": Param(int, 20, "held-out meta-test tasks", low=1),
+    "per_class": Param(int, 10, "images drawn per class (Omniglot: 20)", low=2),
+    "n_train_base": Param(int, 7, "base classes of each dataset for meta-training", low=1),
+    "rotations": Param(int, 4, "rotations by 90° per base class (1 = none)", low=1, high=4),
+    "width": Param(int, 8, "channels of the Conv-4 blocks (MAML Omniglot: 64)", low=1),
+    "dtype": dtype_param("float32"),
+}
+FULL = {"width": 64, "n_tasks": 32, "n_test_tasks": 600, "per_class": 20}
+
+
+class _ConvFewShot(Problem):
+    """Task pools and Conv-4 of both problems (not registered: no ``name``)."""
+
+    family = "meta-learning"
+    reference = "Finn et al. 2017 (MAML) §5.2 protocol; Vinyals et al. 2016 (Conv-4)"
+    primary_metric = "test_accuracy"
+    higher_is_better = True
+
+    def build(self, generator: torch.Generator) -> None:
+        c = self.config
+        self.dtype = torch_dtype(c["dtype"])
+        pool, train, test = fewshot.class_pool(c["dataset"], c["per_class"], c["n_train_base"],
+                                               c["rotations"], generator, self.dtype)
+        shape = (c["n_way"], c["k_shot"], c["n_query"])
+        to = self.device
+        s, q = fewshot.sample_tasks(pool, train, c["n_tasks"], *shape, generator)
+        self.support, self.query = tuple(t.to(to) for t in s), tuple(t.to(to) for t in q)
+        s, q = fewshot.sample_tasks(pool, test, c["n_test_tasks"], *shape, generator)
+        self.test_support = tuple(t.to(to) for t in s)
+        self.test_query = tuple(t.to(to) for t in q)
+        self.n_classes_train, self.n_classes_test = len(train), len(test)
+        self.model = convnets.conv4(1, pool.shape[-1], self.head_classes, c["width"])
+
+    head_classes = 0
+
+    @property
+    def n_tasks(self) -> int:
+        return self.config["n_tasks"]
+
+    def init_outer(self, generator):
+        return self.model.init(generator, self.dtype, self.device)
+
+
+class FewShotConv4(_ConvFewShot):
+    name = "fewshot_conv4"
+    params = {
+        **COMMON,
+        "proximal": Param(float, 0.0, "ρ: proximal term (ρ/2)‖θ_i − λ‖² in g (iMAML needs > 0)",
+                          low=0.0),
+        "inner_lr": Param(float, 0.4, "α: task-adaptation step (MAML Omniglot: 0.4)",
+                          low=0.0, low_open=True),
+        "meta_lr": Param(float, 1e-3, "the paper's meta step size (Adam), the default outer lr",
+                         low=0.0, low_open=True),
+        "eval_steps": Param(int, 3, "adaptation steps on meta-test tasks (MAML: 3)", low=1),
+    }
+    sizes = {"quick": {}, "full": FULL}
+    inner_init_is_outer = True
+    own_theta_deployed = True
+    budgets = {"quick": Budget(steps=10, eval_every=5),
+               "full": Budget(steps=1000, eval_every=50)}
+
+    @property
+    def head_classes(self) -> int:
+        return self.config["n_way"]
+
+    @classmethod
+    def lam_in_losses(cls, params=None):
+        return ((params or {}).get("proximal", cls.params["proximal"].default)) > 0
+
+    @property
+    def dim_outer(self) -> int:
+        return self.model.numel
+
+    @property
+    def dim_inner(self) -> int:
+        return self.n_tasks * self.model.numel
+
+    def task_loss(self, w: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return CE(self.model(w, x), y)
+
+    def task_losses(self, theta: Tensor, data: tuple[Tensor, Tensor]) -> Tensor:
+        return torch.func.vmap(self.task_loss)(theta.view(-1, self.model.numel), *data)
+
+    def inner_loss(self, theta, lam, batch=None):
+        loss = self.task_losses(theta, self.support).sum()
+        rho = self.config["proximal"]
+        if rho > 0:
+            loss = loss + 0.5 * rho * ((theta.view(-1, self.model.numel) - lam) ** 2).sum()
+        return loss
+
+    def outer_loss(self, theta, lam, batch=None):
+        return self.task_losses(theta, self.query).mean()
+
+    def init_inner(self, lam, generator):
+        return lam.repeat(self.n_tasks)  # θ₀(λ) = (λ, …, λ), differentiable in λ
+
+    def inner_step_size(self, lam):
+        return self.config["inner_lr"]
+
+    def outer_step_size(self):
+        return self.config["meta_lr"]
+
+    def evaluate(self, theta, lam):
+        rho, lr = self.config["proximal"], self.config["inner_lr"]
+
+        def loss(w, x, y, anchor):
+            return self.task_loss(w, x, y) + 0.5 * rho * ((w - anchor) ** 2).sum()
+
+        grad = torch.func.vmap(torch.func.grad(loss), in_dims=(0, 0, 0, None))
+        lam = lam.detach()
+        w = lam.expand(self.test_support[0].shape[0], -1).clone()
+        with torch.no_grad():
+            for _ in range(self.config["eval_steps"]):
+                w = w - lr * grad(w, *self.test_support, lam)
+            logits = torch.func.vmap(self.model)(w, self.test_query[0])
+            y = self.test_query[1]
+            return {"test_accuracy": float((logits.argmax(-1) == y).float().mean()),
+                    "test_loss": float(CE(logits.flatten(0, 1), y.flatten()))}
+
+
+class FewShotRidge(_ConvFewShot):
+    name = "fewshot_ridge"
+    reference = ("Franceschi et al. 2018 (hyper-representation); Bertinetto et al. 2019 "
+                 "(R2D2); Conv-4 of Vinyals et al. 2016")
+    params = {
+        **COMMON,
+        "l2": Param(float, 0.1, "μ: ridge of the per-task heads (strong convexity)", low=0.0,
+                    low_open=True),
+        "logit_scale": Param(float, 10.0, "τ: scale of the head's outputs in the query CE",
+                             low=0.0, low_open=True),
+        "outer_lr": Param(float, 0.1, "default outer step size (plain SGD)", low=0.0,
+                          low_open=True),
+    }
+    sizes = {"quick": {}, "full": FULL}
+    inner_unique = True
+    budgets = {"quick": Budget(steps=10, eval_every=5),
+               "full": Budget(steps=500, eval_every=50)}
+
+    @property
+    def n_features(self) -> int:
+        return convnets.n_features(1, self.support[0].shape[-1], self.config["width"], 4) + 1
+
+    @property
+    def dim_outer(self) -> int:
+        return self.model.numel
+
+    @property
+    def dim_inner(self) -> int:
+        return self.n_tasks * self.n_features * self.config["n_way"]
+
+    def features(self, lam: Tensor, x: Tensor) -> Tensor:
+        """Φ̃ = [φ_λ(x), 1] for a stack of tasks x (tasks × m × 1 × H × W)."""
+        phi = torch.func.vmap(self.model, in_dims=(None, 0))(lam, x)
+        return torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
+
+    def heads(self, theta: Tensor) -> Tensor:
+        return theta.view(-1, self.n_features, self.config["n_way"])
+
+    def one_hot(self, y: Tensor) -> Tensor:
+        return nn.functional.one_hot(y, self.config["n_way"]).to(self.dtype)
+
+    def inner_loss(self, theta, lam, batch=None):
+        phi, y = self.features(lam, self.support[0]), self.one_hot(self.support[1])
+        m = phi.shape[1]
+        residual = phi @ self.heads(theta) - y
+        return (residual ** 2).sum() / (2 * m) + 0.5 * self.config["l2"] * (theta @ theta)
+
+    def query_loss(self, heads: Tensor, lam: Tensor, query: tuple[Tensor, Tensor]) -> Tensor:
+        logits = self.config["logit_scale"] * (self.features(lam, query[0]) @ heads)
+        return CE(logits.flatten(0, 1), query[1].flatten())
+
+    def outer_loss(self, theta, lam, batch=None):
+        return self.query_loss(self.heads(theta), lam, self.query)
+
+    def ridge_heads(self, lam: Tensor, support: tuple[Tensor, Tensor]) -> Tensor:
+        """W_i* = Φ̃_iᵀ(Φ̃_iΦ̃_iᵀ + mμI)⁻¹Y_i for every task (differentiable in λ)."""
+        phi, y = self.features(lam, support[0]), self.one_hot(support[1])
+        m = phi.shape[1]
+        gram = phi @ phi.transpose(1, 2)
+        eye = torch.eye(m, dtype=self.dtype, device=self.device)
+        return phi.transpose(1, 2) @ torch.linalg.solve(gram + m * self.config["l2"] * eye, y)
+
+    def init_inner(self, lam, generator):
+        return torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
+
+    def inner_step_size(self, lam):
+        with torch.no_grad():
+            phi = self.features(lam.detach(), self.support[0])
+            top = float(torch.linalg.matrix_norm(phi, ord=2).max()) ** 2 / phi.shape[1]
+        return 1.0 / (top + self.config["l2"])
+
+    def outer_step_size(self):
+        return self.config["outer_lr"]
+
+    def evaluate(self, theta, lam):
+        with torch.no_grad():
+            heads = self.ridge_heads(lam, self.test_support)
+            logits = self.features(lam, self.test_query[0]) @ heads
+            y = self.test_query[1]
+            return {"test_accuracy": float((logits.argmax(-1) == y).float().mean()),
+                    "test_loss": float(self.query_loss(heads, lam, self.test_query))}
+
+    # ------------------------------------------------------------- ground truth
+    def inner_solution(self, lam):
+        with torch.no_grad():
+            return self.ridge_heads(lam.detach(), self.support).reshape(-1)
+
+    def exact_hypergradient(self, lam):
+        lam = lam.detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = self.query_loss(self.ridge_heads(lam, self.support), lam, self.query)
+            (grad,) = torch.autograd.grad(value, lam)
+        return grad
