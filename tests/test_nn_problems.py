@@ -196,3 +196,76 @@ def test_fewshot_without_mnist_is_data_missing(registry, monkeypatch, tmp_path):
         pytest.skip("MNIST is installed system-wide here")
     with pytest.raises(DataMissing, match="blobench data fetch mnist"):
         registry.problem("fewshot_ridge")(size="quick", dataset="both")
+
+
+# ------------------------------------------------------------------ Meta-Weight-Net
+def test_meta_weight_net_long_tail_and_weighted_loss(registry):
+    """Class k keeps ⌊30 · 10^{−k/9}⌋ images; g is the mean of V(ℓ_i)·ℓ_i with V the
+    sigmoid of the MLP on each sample's own loss (written here with a per-sample loop)."""
+    p = registry.problem("meta_weight_net")(size="quick", seed=0, noise=0.2)
+    counts = torch.bincount(p.y[~p.flipped], minlength=10) + torch.bincount(
+        p.y[p.flipped], minlength=10)
+    assert int(counts.sum()) == sum(int(30 * 10 ** (-k / 9)) for k in range(10))
+    assert 0.05 < float(p.flipped.float().mean()) < 0.4
+    assert torch.bincount(p.y_val).tolist() == [5] * 10
+    lam = p.init_outer(torch.Generator())
+    theta = cell_theta0(p, lam)
+    total = 0.0
+    for i in range(5):
+        loss = nn.functional.cross_entropy(p.model(theta, p.x[i:i + 1]), p.y[i:i + 1])
+        weight = torch.sigmoid(p.weight_net(lam, loss.reshape(1, 1)))
+        total += float(weight * loss)
+    assert float(p.inner_loss(theta, lam, torch.arange(5))) == pytest.approx(total / 5, rel=1e-5)
+    assert p.retrain_steps == 20 and not p.inner_unique
+
+
+# ------------------------------------------------------------------ learning-rate schedule
+@pytest.fixture(scope="module")
+def schedule(registry):
+    return registry.problem("lr_schedule")(size="quick", seed=0, n_steps=4, n_train=50,
+                                           n_val=50, hidden=8, dtype="float64")
+
+
+def test_schedule_steps_are_the_scheduled_sgd(schedule):
+    """T' ≥ T gradient steps of size 1 on g from θ₀ = hand-written SGD with the step sizes
+    e^{a_0..a_{T−1}}, then nothing moves; the counter ends at T'."""
+    from blobench import autodiff
+
+    lam = torch.log(torch.tensor([0.05, 0.2, 0.1, 0.3], dtype=torch.float64))
+    theta0 = cell_theta0(schedule, lam)
+    w = theta0[:-1].clone()
+    for a in lam:
+        w = w.requires_grad_(True)
+        loss = nn.functional.cross_entropy(schedule.model(w, schedule.x), schedule.y)
+        (grad,) = torch.autograd.grad(loss, w)
+        w = (w - torch.exp(a) * grad).detach()
+    theta = autodiff.gradient_descent(schedule, theta0, lam, 6, 1.0)
+    assert torch.allclose(theta[:-1], w, atol=1e-12) and float(theta[-1]) == 6.0
+
+
+def test_schedule_unrolled_hypergradient_equals_finite_differences(registry, schedule):
+    lam = torch.log(torch.tensor([0.05, 0.2, 0.1, 0.3], dtype=torch.float64))
+    alg = registry.algorithm("unrolled")(inner_steps=4)
+    gen = torch.Generator()
+    state = alg.step(schedule, alg.init(schedule, cell_theta0(schedule, lam), lam, gen))
+
+    def value(at):
+        from blobench import autodiff
+
+        theta = autodiff.gradient_descent(schedule, cell_theta0(schedule, at), at, 4, 1.0)
+        return float(schedule.outer_loss(theta, at))
+
+    for k in range(4):
+        e = torch.zeros(4, dtype=torch.float64)
+        e[k] = 1e-6
+        fd = (value(lam + e) - value(lam - e)) / 2e-6
+        assert float(state.hypergrad[k]) == pytest.approx(fd, rel=1e-5, abs=1e-9)
+
+
+def test_schedule_skips_estimators_that_assume_an_inner_optimum(registry, schedule):
+    cls = type(schedule)
+    for name in ("implicit_cg", "soba", "penalty", "bome", "exact", "bda"):
+        assert "no inner optimum" in registry.algorithm(name)().skip_reason(cls)
+    for name in ("unrolled", "truncated", "forward_mode"):
+        assert registry.algorithm(name)().skip_reason(cls) is None
+    assert "no inner optimum" in registry.algorithm("unrolled")(warm_start=True).skip_reason(cls)

@@ -1,0 +1,194 @@
+"""Meta-Weight-Net: a network λ maps each training sample's loss to its weight.
+
+Shu, Xie, Yi, Zhao, Zhou, Xu & Meng 2019 ("Meta-Weight-Net: Learning an Explicit Mapping For
+Sample Weighting", NeurIPS), eq. (1)–(2); evaluated by Betty (Choe et al. 2023) and SAMA
+(Choe et al. 2023) on long-tailed / noisy data.
+
+Data (:mod:`blobench.data`): Fashion-MNIST (default) or MNIST when present (else the cell is
+``not_applicable``: "data missing"). A **long-tailed** training set: class k keeps
+⌊n_max · ρ^{−k/9}⌋ images (ρ = ``imbalance``, Cui et al. 2019's exponential profile; ρ = 1
+is balanced), then a fraction ``noise`` of its labels is replaced by a uniformly drawn
+*other* class; a small **clean, balanced** validation set (``val_per_class`` images per
+class, Shu et al.: 10) and a balanced test set, all drawn from the seed. Pixels
+standardized by the training images' statistics.
+
+Variables: θ = the weights w of a CNN classifier (:func:`blobench.convnets.convnet3`: conv –
+instance norm – ReLU – average pooling blocks; instance norm keeps each sample's loss a
+function of that sample alone), θ₀ from the cell's generator; λ = Θ, the weights of the
+Meta-Weight-Net V(ℓ; Θ) = sigmoid(MLP_Θ(ℓ)), an MLP 1 → ``hidden`` (ReLU) → 1 (Shu et al.:
+100 hidden units), λ₀ from the seed (PyTorch's default init).
+
+    inner  g(θ, λ) = 1/n Σ_i V(ℓ_i(θ); Θ) · ℓ_i(θ)       ℓ_i(θ) = CE(net_θ(x_i), ỹ_i)  (eq. 1)
+    outer  f(θ, λ) = 1/m Σ_j CE(net_θ(x_j^val), y_j^val)                               (eq. 2)
+
+As in eq. (1), V's input ℓ_i(θ) is a function of θ (Shu et al.'s reference code detaches it
+in the inner update; here g is the function the paper writes, so ∇_θ g is its gradient).
+The inner problem is non-convex (a network) with many minimizers: no ground truth; the
+re-trained θ*(λ) is a fixed-budget training of ``retrain_steps`` full-batch steps of η from
+θ₀ (:attr:`Problem.retrain_steps`), Vicol et al.'s re-train; the leaderboard ranks its
+balanced test accuracy and shows the own θ's.
+
+Mini-batches: index tensors over the n training samples (``batch_size``; Shu et al.: 100) and
+the m validation samples, so the finite-sum entries (SABA & co) apply.
+
+Sizes: ``quick`` a 2-block width-4 CNN, n_max = 30 (119 training images at ρ = 10), 5
+validation images per class, 200 test images (seconds on a CPU); ``full`` ConvNet-3 width
+64, n_max = 5,000, ρ = 100 (≈ 12,200 training images; Shu et al.'s CIFAR-10-LT profile), 10
+validation images per class, 10,000 test images, mini-batches of 100, float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blobench import convnets
+from blobench.data import load_dataset
+from blobench.flatmodel import FlatModel, mlp
+from blobench.params import Param, dtype_param, torch_dtype
+from blobench.problem import Budget, Problem
+from blobench.sampling import index_batch, sampling_param
+
+N_CLASSES = 10
+CE = nn.functional.cross_entropy
+
+
+def long_tailed(y: torch.Tensor, n_max: int, imbalance: float, generator: torch.Generator
+                ) -> torch.Tensor:
+    """Indices keeping ⌊n_max · ρ^{−k/(K−1)}⌋ random examples of class k (at least 1)."""
+    keep = []
+    for k in range(N_CLASSES):
+        rows = torch.nonzero(y == k).flatten()
+        count = max(1, int(n_max * imbalance ** (-k / (N_CLASSES - 1))))
+        keep.append(rows[torch.randperm(len(rows), generator=generator)[:count]])
+    return torch.cat(keep)
+
+
+def balanced(y: torch.Tensor, per_class: int, generator: torch.Generator,
+             exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices of ``per_class`` random examples of every class (none of ``exclude``)."""
+    free = torch.ones(len(y), dtype=torch.bool)
+    if exclude is not None:
+        free[exclude] = False
+    out = []
+    for k in range(N_CLASSES):
+        rows = torch.nonzero((y == k) & free).flatten()
+        out.append(rows[torch.randperm(len(rows), generator=generator)[:per_class]])
+    return torch.cat(out)
+
+
+class MetaWeightNet(Problem):
+    name = "meta_weight_net"
+    family = "sample reweighting"
+    reference = "Shu et al. 2019 (Meta-Weight-Net) eq. (1)-(2); Betty / SAMA (Choe et al. 2023)"
+    params = {
+        "dataset": Param(str, "fashion_mnist", "image dataset (blobench data list)",
+                         choices=("fashion_mnist", "mnist")),
+        "n_max": Param(int, 30, "training images of the most frequent class", low=1),
+        "imbalance": Param(float, 10.0, "ρ: largest / smallest class size (1 = balanced)",
+                           low=1.0),
+        "noise": Param(float, 0.0, "fraction of training labels flipped to another class",
+                       low=0.0, high=1.0, high_open=True),
+        "val_per_class": Param(int, 5, "clean validation images per class (Shu et al.: 10)",
+                               low=1),
+        "test_per_class": Param(int, 20, "balanced test images per class", low=1),
+        "width": Param(int, 4, "channels of the CNN blocks", low=1),
+        "depth": Param(int, 2, "conv blocks of the CNN", low=1, high=5),
+        "hidden": Param(int, 100, "hidden units of the Meta-Weight-Net (Shu et al.: 100)",
+                        low=1),
+        "inner_lr": Param(float, 0.1, "η: inner (and re-train) gradient step", low=0.0,
+                          low_open=True),
+        "retrain_steps": Param(int, 20, "fixed budget of the re-train from θ₀", low=1),
+        "batch_size": Param(int, 0, "mini-batch of both finite sums; 0 = full batch", low=0),
+        "sampling": sampling_param(),
+        "dtype": dtype_param("float32"),
+    }
+    sizes = {"quick": {},
+             "full": {"n_max": 5000, "imbalance": 100.0, "val_per_class": 10,
+                      "test_per_class": 1000, "width": 64, "depth": 3, "batch_size": 100}}
+    primary_metric = "test_accuracy"
+    higher_is_better = True
+    n_inner_samples: int = 0
+    n_outer_samples: int = 0
+    budgets = {"quick": Budget(steps=6, eval_every=3),
+               "full": Budget(steps=500, eval_every=50)}
+
+    def build(self, generator: torch.Generator) -> None:
+        c = self.config
+        self.dtype = torch_dtype(c["dtype"])
+        data = load_dataset(c["dataset"])
+        x, y = data["x_train"], data["y_train"]
+        train = long_tailed(y, c["n_max"], c["imbalance"], generator)
+        val = balanced(y, c["val_per_class"], generator, exclude=train)
+        test = balanced(data["y_test"], c["test_per_class"], generator)
+        y_tr = y[train].clone()
+        flip = torch.rand(len(train), generator=generator) < c["noise"]
+        shift = torch.randint(1, N_CLASSES, (len(train),), generator=generator)
+        y_tr = torch.where(flip, (y_tr + shift) % N_CLASSES, y_tr)
+        stats = convnets.channel_stats(x[train])
+        self.x = convnets.images(x[train], self.dtype, self.device, stats)
+        self.x_val = convnets.images(x[val], self.dtype, self.device, stats)
+        self.x_test = convnets.images(data["x_test"][test], self.dtype, self.device, stats)
+        self.y, self.y_val, self.y_test = (t.to(self.device) for t in (y_tr, y[val],
+                                                                        data["y_test"][test]))
+        self.flipped = flip.to(self.device)
+        side = self.x.shape[-1]
+        self.model = convnets.convnet3(self.x.shape[1], side, N_CLASSES, c["width"], c["depth"])
+        self.weight_net = FlatModel(mlp([1, c["hidden"], 1], nn.ReLU))
+        self.lam0 = self.weight_net.init(generator, self.dtype, self.device)
+        self.n_inner_samples, self.n_outer_samples = len(y_tr), len(val)
+        self.retrain_steps = c["retrain_steps"]
+
+    @property
+    def dim_inner(self) -> int:
+        return self.model.numel
+
+    @property
+    def dim_outer(self) -> int:
+        return self.weight_net.numel
+
+    def weights(self, losses: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """V(ℓ; Θ) = sigmoid(MLP_Θ(ℓ)) for a vector of losses."""
+        return torch.sigmoid(self.weight_net(lam, losses.unsqueeze(-1))).squeeze(-1)
+
+    def inner_loss(self, theta, lam, batch=None):
+        x, y = (self.x, self.y) if batch is None else (self.x[batch], self.y[batch])
+        losses = CE(self.model(theta, x), y, reduction="none")
+        return (self.weights(losses, lam) * losses).mean()
+
+    def outer_loss(self, theta, lam, batch=None):
+        x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
+                                                               self.y_val[batch])
+        return CE(self.model(theta, x), y)
+
+    def sample_inner_batch(self, generator):
+        return index_batch(self, self.n_inner_samples, self.config["batch_size"], generator,
+                           "inner")
+
+    def sample_outer_batch(self, generator):
+        return index_batch(self, self.n_outer_samples, self.config["batch_size"], generator,
+                           "outer")
+
+    def init_outer(self, generator):
+        return self.lam0.clone()
+
+    def init_inner(self, lam, generator):
+        return self.model.init(generator, self.dtype, self.device)
+
+    def inner_step_size(self, lam):
+        return self.config["inner_lr"]
+
+    def outer_step_size(self):
+        return 1.0
+
+    def evaluate(self, theta, lam):
+        loss, accuracy = convnets.scores(self.model, theta, self.x_test, self.y_test)
+        with torch.no_grad():
+            losses = CE(self.model(theta, self.x), self.y, reduction="none")
+            w = self.weights(losses, lam)
+        out = {"test_accuracy": accuracy, "test_loss": loss,
+               "mean_weight": float(w.mean())}
+        if bool(self.flipped.any()) and not bool(self.flipped.all()):
+            out["weight_flipped_over_clean"] = float(w[self.flipped].mean()
+                                                     / w[~self.flipped].mean())
+        return out
