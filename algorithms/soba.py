@@ -31,8 +31,10 @@ constant steps.
 Step sizes: ρ = None → ``problem.inner_step_size(λ)`` (1/L of g, re-read at each λ);
 γ = None → 0.1 · ``problem.outer_step_size()`` (``single_loop.OUTER_SCALE``).
 Cost per step: SOBA 1 inner gradient + 1 HVP + 1 mixed product + 1 outer gradient; SABA the
-same per sample of the batch (it needs per-sample values for its memories); its tables take
-O(n dim θ + m (dim θ + dim λ)) memory.
+same per distinct sample of the batch (it needs per-sample values for its memories), computed
+by one ``torch.func.vmap`` over the samples (:func:`~blobench.single_loop.per_sample_inner`;
+a Python loop only for losses vmap cannot trace); its tables take O(n dim θ + m (dim θ +
+dim λ)) memory.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from __future__ import annotations
 import torch
 
 from blobench.algorithm import State
-from blobench.autodiff import InnerDerivatives, outer_grads
 from blobench.params import POSITIVE, Param
 from blobench.problem import Problem
 from blobench.single_loop import (
@@ -51,6 +52,8 @@ from blobench.single_loop import (
     or_default,
     outer_batch,
     outer_lr_default,
+    per_sample_inner,
+    per_sample_outer,
     sgd_outer_step,
     soba_oracles,
 )
@@ -100,6 +103,8 @@ class SABA(SOBA):
     name = "saba"
     reference = "Dagréou, Ablin, Vaiter, Moreau 2022 (NeurIPS), Alg. 2 (SABA)"
     params = {**COMMON}
+    #: per-sample oracles by one vmap over the batch (False: the reference Python loop)
+    batched = True
 
     def applies_to(self, problem, params=None):
         return finite_sum_reason(problem)
@@ -134,21 +139,22 @@ class SABA(SOBA):
             return soba_oracles(problem, theta, v, lam)
         idx_i = self._indices(batch_i, n, theta.device)
         idx_j = self._indices(batch_j, m, theta.device)
-        new: dict[str, dict[int, torch.Tensor]] = {k: {} for k in state.extra["memory"]}
-        for i in torch.unique(idx_i).tolist():
-            ops = InnerDerivatives(problem, theta, lam, idx_i.new_tensor([i]))
-            new["g_theta"][i], new["hv"][i], new["jv"][i] = ops.grad, ops.hvp(v), ops.mixed(v)
-        for j in torch.unique(idx_j).tolist():
-            new["f_theta"][j], new["f_lam"][j] = outer_grads(problem, theta, lam,
-                                                             idx_j.new_tensor([j]))
+        uniq_i, inv_i = torch.unique(idx_i, return_inverse=True)
+        uniq_j, inv_j = torch.unique(idx_j, return_inverse=True)
+        values = dict(zip(("g_theta", "hv", "jv"),
+                          per_sample_inner(problem, theta, lam, v, uniq_i, self.batched),
+                          strict=True))
+        values.update(zip(("f_theta", "f_lam"),
+                          per_sample_outer(problem, theta, lam, uniq_j, self.batched),
+                          strict=True))
         out = {}
         for key, table in state.extra["memory"].items():
-            idx = idx_i if key in ("g_theta", "hv", "jv") else idx_j
-            fresh = torch.stack([new[key][int(i)] for i in idx.tolist()])
-            out[key] = (fresh - table[idx]).mean(0) + state.extra["memory_mean"][key]
-            uniq = torch.tensor(sorted(new[key]), device=table.device)
-            values = torch.stack([new[key][int(i)] for i in uniq.tolist()])
+            uniq, inv, idx = ((uniq_i, inv_i, idx_i) if key in ("g_theta", "hv", "jv")
+                              else (uniq_j, inv_j, idx_j))
+            fresh = values[key]
+            # SAGA: mean over the batch of (h_i(now) − h̄_i), plus the memory mean
+            out[key] = (fresh[inv] - table[idx]).mean(0) + state.extra["memory_mean"][key]
             state.extra["memory_mean"][key] = (state.extra["memory_mean"][key]
-                                               + (values - table[uniq]).sum(0) / table.shape[0])
-            table[uniq] = values
+                                               + (fresh - table[uniq]).sum(0) / table.shape[0])
+            table[uniq] = fresh
         return out

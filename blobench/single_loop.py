@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from blobench.algorithm import Algorithm, State, outer_update
-from blobench.autodiff import InnerDerivatives, outer_grads
+from blobench.autodiff import InnerDerivatives, _oracles, oracle_counts, outer_grads
 from blobench.problem import Batch, Problem
 
 Tensor = torch.Tensor
@@ -105,6 +105,87 @@ def soba_oracles(problem: Problem, theta: Tensor, v: Tensor, lam: Tensor,
     ops = InnerDerivatives(problem, theta, lam, inner)
     return {"g_theta": ops.grad, "hv": ops.hvp(v), "jv": ops.mixed(v),
             "f_theta": f_theta, "f_lam": f_lam}
+
+
+def per_sample_inner(problem: Problem, theta: Tensor, lam: Tensor, v: Tensor, idx: Tensor,
+                     batched: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample (∇_θ g_i, ∇²_θθ g_i v, ∇²_λθ g_i v) for every index i of ``idx``, stacked
+    (len(idx) × dim): the oracles SAGA-type memories store (SABA).
+
+    ``batched``: one ``torch.func.vmap`` over the samples of the problem's analytic oracles
+    (when it has all three inner ones) or of ``grad`` / grad-of-⟨∇_θ g_i, v⟩ (g_i =
+    ``inner_loss(θ, λ, batch=i[None])``), a few batched calls instead of a Python loop;
+    a problem whose losses cannot be vmapped falls back to the loop (``batched=False``, one
+    :class:`InnerDerivatives` per sample — the reference the batched path is tested against).
+    """
+    theta, lam, v = theta.detach(), lam.detach(), v.detach()
+    if batched:
+        oracles = _oracles(problem)
+
+        def sample(i: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            batch = i.reshape(1)
+
+            def grad_theta(th: Tensor, la: Tensor) -> Tensor:
+                return torch.func.grad(lambda t: problem.inner_loss(t, la, batch))(th)
+
+            if _INNER_ORACLES <= oracles:  # the problem's closed forms, vmapped
+                out = (problem.inner_grad_oracle(theta, lam, batch),
+                       problem.inner_hessian_operator(theta, lam, batch),
+                       problem.mixed_oracle(theta, lam, v, batch))
+                if NotImplemented not in out:
+                    return out[0], out[1](v), out[2]
+            hv, jv = torch.func.grad(lambda th, la: grad_theta(th, la) @ v,
+                                     argnums=(0, 1))(theta, lam)
+            return grad_theta(theta, lam), hv, jv
+
+        try:
+            with torch.enable_grad():
+                out = torch.func.vmap(sample)(idx)
+            _count(len(idx), "grad_inner", "hvp", "mixed")
+            return out
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):
+            pass  # e.g. data-dependent Python control flow in the loss: the loop below
+    rows = []
+    for i in idx.tolist():
+        ops = InnerDerivatives(problem, theta, lam, idx.new_tensor([i]))
+        rows.append((ops.grad, ops.hvp(v), ops.mixed(v)))
+    return tuple(torch.stack(col) for col in zip(*rows, strict=True))
+
+
+def per_sample_outer(problem: Problem, theta: Tensor, lam: Tensor, idx: Tensor,
+                     batched: bool = True) -> tuple[Tensor, Tensor]:
+    """Per-sample (∇_θ f_j, ∇_λ f_j) for every index j of ``idx``, stacked; see
+    :func:`per_sample_inner`."""
+    theta, lam = theta.detach(), lam.detach()
+    if batched:
+        oracle = "outer_grads_oracle" in _oracles(problem)
+
+        def sample(j: Tensor) -> tuple[Tensor, Tensor]:
+            batch = j.reshape(1)
+            out = problem.outer_grads_oracle(theta, lam, batch) if oracle else NotImplemented
+            if out is not NotImplemented:
+                return out
+            return torch.func.grad(lambda th, la: problem.outer_loss(th, la, batch),
+                                   argnums=(0, 1))(theta, lam)
+
+        try:
+            with torch.enable_grad():
+                out = torch.func.vmap(sample)(idx)
+            _count(len(idx), "grad_outer")
+            return out
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):
+            pass
+    rows = [outer_grads(problem, theta, lam, idx.new_tensor([j])) for j in idx.tolist()]
+    return tuple(torch.stack(col) for col in zip(*rows, strict=True))
+
+
+_INNER_ORACLES = frozenset({"inner_grad_oracle", "inner_hessian_operator", "mixed_oracle"})
+
+
+def _count(n: int, *kinds: str) -> None:
+    """Oracle calls of a batched per-sample evaluation: n of each kind (as the loop counts)."""
+    for kind in kinds:
+        oracle_counts[kind] += n
 
 
 class FreshBatchDerivatives:
