@@ -273,3 +273,32 @@ def test_run_summary_replays_the_eta(tmp_path):
     assert 0 < summary["solver_s"] <= summary["wall_s"] and 0 < summary["efficiency"] <= 1
     assert set(summary["eta_errors"]) == {"10%", "25%", "50%", "75%"}
     assert all(e is None or e >= 0 for e in summary["eta_errors"].values())
+
+
+def test_list_is_served_from_its_cache_without_torch(tmp_path):
+    code = ("import argparse, json, sys\n"
+            "from blobench.cli import _listing_key, main\n"
+            "args = argparse.Namespace(what='algorithms', plugins=[])\n"
+            f"cache = {str(tmp_path)!r} + '/blobench/list-' + _listing_key(args) + '.json'\n"
+            "import os; os.makedirs(os.path.dirname(cache), exist_ok=True)\n"
+            "open(cache, 'w').write(json.dumps(['CACHED LISTING\\n', []]))\n"
+            "main(['list', 'algorithms'])\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert out == "CACHED LISTING\nNO-TORCH\n"
+
+
+def test_list_cache_key_follows_the_source_files(tmp_path):
+    import argparse
+
+    from blobench.cli import _listing_key
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    args = argparse.Namespace(what=None, plugins=[str(plugins)])
+    before = _listing_key(args)
+    assert _listing_key(argparse.Namespace(what="problems", plugins=[str(plugins)])) != before
+    (plugins / "mine.py").write_text("x = 1\n")
+    assert _listing_key(args) != before
