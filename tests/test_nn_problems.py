@@ -216,7 +216,7 @@ def test_meta_weight_net_long_tail_and_weighted_loss(registry):
         weight = torch.sigmoid(p.weight_net(lam, loss.reshape(1, 1)))
         total += float(weight * loss)
     assert float(p.inner_loss(theta, lam, torch.arange(5))) == pytest.approx(total / 5, rel=1e-5)
-    assert p.retrain_steps == 20 and not p.inner_unique
+    assert p.own_theta_deployed and not p.inner_unique
 
 
 # ------------------------------------------------------------------ learning-rate schedule
