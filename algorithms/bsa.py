@@ -16,7 +16,8 @@ first stochastic bilevel method with a Neumann-type inverse estimate. Each outer
 
 Defaults: t_k = T = 10 inner steps (the paper lets t_k grow as √(k+1) for its rate; fixed T as
 benchopt's BSA), β = None → ``problem.inner_step_size(λ)``, 1/L = η = None → β, Q = 10,
-α = None → ``problem.outer_step_size()`` with SGD (constant, the paper's α = Θ(1/√K)).
+α = None → 0.1 · ``problem.outer_step_size()`` with SGD (constant and small, the paper's
+α = Θ(1/√K) for a stochastic estimate; as the single-loop entries' ``OUTER_SCALE``).
 Cost per outer step: T inner gradients + p ≤ Q − 1 HVPs + 1 mixed product + 1 outer gradient.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from blobench.algorithm import DoubleLoop
 from blobench.params import POSITIVE, Param
 from blobench.recursive import NeumannDraw, neumann_hypergradient
+from blobench.single_loop import outer_lr_default
 
 
 class BSA(DoubleLoop):
@@ -39,6 +41,9 @@ class BSA(DoubleLoop):
         "neumann_lr": Param(float, None, "η = 1/L: Neumann scaling; None = the inner step",
                             optional=True, **POSITIVE),
     }
+
+    def default_outer_lr(self, problem):
+        return outer_lr_default(None, problem)  # a stochastic estimate: 0.1 × the default
 
     def hypergradient(self, problem, state):
         lam = state.lam.detach()

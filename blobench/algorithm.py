@@ -166,11 +166,16 @@ class DoubleLoop(Algorithm):
     def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
              ) -> State:
         lam = lam0.detach().clone()
-        lr = self.outer_lr if self.outer_lr is not None else problem.outer_step_size()
+        lr = self.outer_lr if self.outer_lr is not None else self.default_outer_lr(problem)
         state = State(theta=theta0.detach().clone(), lam=lam)
         state.extra["outer_optimizer"] = make_outer_optimizer(self.outer_optimizer, lam, lr)
         state.extra["generator"] = generator
         return state
+
+    def default_outer_lr(self, problem: Problem) -> float:
+        """The outer step when ``outer_lr`` is None: the problem's default (entries with a
+        noisy hypergradient estimate override it with a smaller one)."""
+        return problem.outer_step_size()
 
     def inner_lr_at(self, problem: Problem, lam: Tensor) -> float:
         return self.inner_lr if self.inner_lr is not None else problem.inner_step_size(lam)
