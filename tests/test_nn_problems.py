@@ -269,3 +269,27 @@ def test_schedule_skips_estimators_that_assume_an_inner_optimum(registry, schedu
     for name in ("unrolled", "truncated", "forward_mode"):
         assert registry.algorithm(name)().skip_reason(cls) is None
     assert "no inner optimum" in registry.algorithm("unrolled")(warm_start=True).skip_reason(cls)
+
+
+def test_reproduce_convnet_claim_verdict(tmp_path):
+    """vicol2022 claim 3b reads warm / cold / warm + re-train accuracies per IPC from the
+    records and says 'reproduced' only when warm > cold > re-train at both IPCs."""
+    import pandas as pd
+
+    from blobench.reproduce import REPRODUCED, vicol_report
+
+    def frame(retrain_10):
+        rows = []
+        for ipc, warm, cold, retrain in ((1, 0.6, 0.4, 0.2), (10, 0.8, 0.7, retrain_10)):
+            for is_warm, acc in ((True, warm), (False, cold)):
+                rows.append({"status": "ok", "algorithm.warm_start": is_warm,
+                             "problem.per_class": ipc, "test_accuracy": acc,
+                             "restart_test_accuracy": retrain if is_warm else acc})
+        return {"c3_convnet": pd.DataFrame(rows)}
+
+    rep = vicol_report(frame(0.3), tmp_path, "v")
+    (claim,) = [v for v in rep.verdicts if v.claim.startswith("3b")]
+    assert claim.verdict == REPRODUCED and (tmp_path / "v-claim3b.png").exists()
+    rep = vicol_report(frame(0.75), tmp_path, "v")
+    (claim,) = [v for v in rep.verdicts if v.claim.startswith("3b")]
+    assert claim.verdict != REPRODUCED and "1/2" in claim.measured
