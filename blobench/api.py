@@ -43,9 +43,35 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: the committed tuned settings, located relative to the project (not the working directory)
 DEFAULT_SETTINGS = PROJECT_ROOT / "leaderboards" / "tuned_settings.json"
 DEFAULT_RESULTS = "results"
-#: seeds of the default run: one seed of the quick suite finishes in minutes on 2 cores; the
-#: leaderboard's three-seed suite is ``--seeds 3``
+#: seeds when neither the spec nor its suite says
 DEFAULT_SEEDS = 1
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named selection of cells: its problems (empty = every registered problem) and seeds.
+    Options given explicitly (``-p``, ``--seeds``) override the suite's."""
+
+    problems: tuple[str, ...]
+    seeds: int
+    about: str
+
+
+#: ``blobench run --suite NAME`` (default ``quick``). The quick suite keeps the problems whose
+#: quick-size cells cost about a CPU-second or less with every algorithm (measured per cell
+#: in leaderboards/benchmarks/NOTES.md), so that the first run finishes in minutes on two
+#: cores; ``standard`` is the leaderboard's suite.
+SUITES: dict[str, Suite] = {
+    "quick": Suite(("coupled_quadratic", "datacleaning_logreg", "distill_linear",
+                    "finite_sum_quadratic", "logreg_ho", "overparam_linreg",
+                    "penalty_synthetic", "poison_logreg", "quadratic", "ridge_ho", "sparse_ho"),
+                   1, "the problems whose cells take about a CPU-second, every algorithm, "
+                      "1 seed: the first run"),
+    "all": Suite((), 1, "every problem × every applicable algorithm, 1 seed"),
+    "standard": Suite((), 3, "every problem × every applicable algorithm × 3 seeds: the "
+                             "leaderboard's suite"),
+}
+DEFAULT_SUITE = "quick"
 #: option names of the CLI that name a spec field differently
 _ALIASES = {"problem": "problems", "algorithm": "algorithms", "no_tuned": "tuned",
             "no_progress": "progress"}
@@ -72,7 +98,8 @@ class RunSpec:
 
     problems: list[str] = field(default_factory=list)      # entries with bracket grids; [] = all
     algorithms: list[str] = field(default_factory=list)    # [] = all
-    seeds: int | list[int] = DEFAULT_SEEDS                 # N → seeds 0..N-1, or explicit seeds
+    seeds: int | list[int] | None = None                   # N → 0..N-1, a list; None: suite's
+    suite: str = DEFAULT_SUITE                             # SUITES: what -p/--seeds default to
     size: str = "quick"
     steps: int | None = None                               # None = the problem's budget
     max_seconds: float | None = None
@@ -95,11 +122,27 @@ class RunSpec:
     #: the TOML file this spec was read from (provenance only)
     config_file: str | None = None
 
+    def the_suite(self) -> Suite:
+        from blobench.errors import unknown_name
+
+        if self.suite not in SUITES:
+            raise unknown_name("suite", self.suite, SUITES)
+        return SUITES[self.suite]
+
     @property
     def seed_list(self) -> list[int]:
-        if isinstance(self.seeds, int):
-            return list(range(self.seeds))
-        return [int(s) for s in self.seeds]
+        seeds = self.the_suite().seeds if self.seeds is None else self.seeds
+        if isinstance(seeds, int):
+            return list(range(seeds))
+        return [int(s) for s in seeds]
+
+    def problem_list(self, registered: Iterable[str]) -> list[str]:
+        """The problems to run: the spec's, else its suite's (registered ones), else all."""
+        registered = sorted(registered)
+        if self.problems:
+            return list(self.problems)
+        chosen = [p for p in self.the_suite().problems if p in registered]
+        return chosen or registered
 
     @property
     def jobs(self) -> int:
@@ -299,7 +342,7 @@ def prepare(spec: RunSpec) -> Pipeline:
     store = ResultsStore(spec.results)
     settings_path, tuned = resolve_settings(spec)
     cells, skipped = plan(
-        registry, spec.problems or sorted(registry.problems),
+        registry, spec.problem_list(registry.problems),
         spec.algorithms or sorted(registry.algorithms), spec.seed_list, size=spec.size,
         device=spec.device, steps=spec.steps, seconds=spec.max_seconds,
         eval_every=spec.eval_every, threads=spec.threads, plugins=tuple(spec.plugins),
@@ -332,12 +375,13 @@ def _stale_warnings(registry: Registry, cells: Iterable[Cell]) -> list[str]:
 
 # ------------------------------------------------------------------------ the public API
 def run(problems: Iterable[str] | str = (), algorithms: Iterable[str] | str = (),
-        seeds: int | Iterable[int] = DEFAULT_SEEDS, *, progress: bool = False,
+        seeds: int | Iterable[int] | None = None, *, progress: bool = False,
         **options: Any) -> pd.DataFrame:
     """Run problem × algorithm × seed cells and return their results as a DataFrame.
 
     ``problems`` / ``algorithms``: entry names with the command line's bracket syntax
-    (``"implicit_cg[cg_steps=[5,20]]"``); empty = all. ``seeds``: N (seeds 0..N-1) or a list.
+    (``"implicit_cg[cg_steps=[5,20]]"``); empty = the suite's (``suite="quick"`` by default:
+    see :data:`SUITES`) / all. ``seeds``: N (seeds 0..N-1) or a list; None = the suite's.
     ``options``: any other :class:`RunSpec` field (``size``, ``steps``, ``max_seconds``,
     ``n_jobs``, ``results``, ``settings``, ``tuned``, ``plugins``, ``force``, ...).
     Cells already in the results store are read, not rerun — as ``blobench run`` does. One row
@@ -347,7 +391,8 @@ def run(problems: Iterable[str] | str = (), algorithms: Iterable[str] | str = ()
         return [value] if isinstance(value, str) else list(value)
 
     spec = RunSpec(problems=as_list(problems), algorithms=as_list(algorithms),
-                   seeds=seeds if isinstance(seeds, int) else list(seeds), progress=progress,
+                   seeds=seeds if seeds is None or isinstance(seeds, int) else list(seeds),
+                   progress=progress,
                    **options)
     pipeline = prepare(spec)
     pipeline.execute()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from blobench import __version__
-from blobench.api import DEFAULT_RESULTS, DEFAULT_SEEDS, RunSpec, cores
+from blobench.api import DEFAULT_RESULTS, DEFAULT_SUITE, SUITES, RunSpec, cores
 from blobench.errors import UserError
 from blobench.validate import check_args, corrupt_report
 
@@ -95,13 +95,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS
     p.add_argument("-p", "--problem", action="append", metavar="ENTRY", default=s,
                    help='problem, with bracket grid: "ridge_ho[per_feature=[true,false]]"'
-                        " (default: all)")
+                        " (default: the suite's)")
     p.add_argument("-a", "--algorithm", action="append", metavar="ENTRY", default=s,
                    help='algorithm, with bracket grid: "implicit_cg[cg_steps=[5,20]]"'
                         " (default: all)")
+    p.add_argument("--suite", choices=sorted(SUITES), default=s,
+                   help=f"named selection of problems and seeds (default {DEFAULT_SUITE}): "
+                        + "; ".join(f"{k}: {v.about}" for k, v in SUITES.items()))
     p.add_argument("--seeds", type=_positive_int, metavar="N", default=s,
-                   help=f"seeds 0..N-1 (default {DEFAULT_SEEDS}; the leaderboard's suite "
-                        "is --seeds 3)")
+                   help="seeds 0..N-1 (default: the suite's; the leaderboard's is 3)")
     p.add_argument("--size", default=s, help="problem size: quick (default) or full")
     p.add_argument("--steps", type=_positive_int, default=s,
                    help="outer steps (default: problem's)")

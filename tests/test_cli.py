@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from blobench.cli import main
+from blobench.errors import UserError
 
 RUN = ["run", "-p", "ridge_ho", "-a", "implicit_cg[cg_steps=[5,20]]", "-a", "unrolled",
        "--seeds", "2", "--steps", "3", "--no-progress"]
@@ -302,3 +303,23 @@ def test_list_cache_key_follows_the_source_files(tmp_path):
     assert _listing_key(argparse.Namespace(what="problems", plugins=[str(plugins)])) != before
     (plugins / "mine.py").write_text("x = 1\n")
     assert _listing_key(args) != before
+
+
+def test_suites_choose_problems_and_seeds_unless_given():
+    from blobench.api import SUITES, RunSpec
+    from blobench.cli import build_parser, run_spec
+    from blobench.registry import get_registry
+
+    registered = get_registry().problems
+    quick = RunSpec()
+    assert quick.suite == "quick" and quick.seed_list == [0]
+    assert quick.problem_list(registered) == [p for p in SUITES["quick"].problems
+                                              if p in registered]
+    standard = RunSpec(suite="standard")
+    assert standard.seed_list == [0, 1, 2]
+    assert standard.problem_list(registered) == sorted(registered)
+    spec = run_spec(build_parser(["run"]).parse_args(
+        ["run", "--suite", "standard", "--seeds", "1", "-p", "ridge_ho"]))
+    assert spec.seed_list == [0] and spec.problem_list(registered) == ["ridge_ho"]
+    with pytest.raises(UserError, match="unknown suite 'nope'"):
+        RunSpec(suite="nope").the_suite()
