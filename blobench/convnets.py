@@ -25,6 +25,7 @@ uniform ±1/√fan_in for conv and linear layers, norms at scale 1 / shift 0).
 :func:`images` maps uint8 image tensors (n × H × W or n × C × H × W) to float
 (n × C × H × W), standardized by given per-channel statistics; :func:`scores` is the
 cross-entropy and accuracy of a flat classifier on a labelled set, in chunks (no graph).
+:class:`NetworkInner` is the mixin of problems whose θ is the flat weights of ``self.model``.
 
 Flat vector vs parameter dict: ``FlatModel`` splits θ into views (no copy), so the only
 extra cost per call is the concatenation of the gradient — O(dim θ) against the
@@ -132,3 +133,25 @@ def scores(model: FlatModel, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
             loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
             correct += float((logits.argmax(-1) == target).sum())
     return loss / x.shape[0], correct / x.shape[0]
+
+
+class NetworkInner:
+    """Mixin of problems whose θ is the weights of the classifier ``self.model`` (set in
+    ``build`` with ``self.dtype``, ``self.lam0``, ``self.x_test`` / ``self.y_test`` and an
+    ``inner_lr`` parameter): λ₀ = ``self.lam0``, θ₀ = a fresh draw of the model's default
+    initialization from the generator (the cell's θ₀ generator), step size ``inner_lr``, and
+    the held-out scores of θ."""
+
+    def init_outer(self, generator: torch.Generator) -> torch.Tensor:
+        return self.lam0.clone()
+
+    def init_inner(self, lam: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.model.init(generator, self.dtype, self.device)
+
+    def inner_step_size(self, lam: torch.Tensor) -> float:
+        return self.config["inner_lr"]
+
+    def test_scores(self, theta: torch.Tensor) -> dict[str, float]:
+        """``test_accuracy`` and ``test_loss`` of the classifier with weights θ."""
+        loss, accuracy = scores(self.model, theta, self.x_test, self.y_test)
+        return {"test_accuracy": accuracy, "test_loss": loss}

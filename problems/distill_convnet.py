@@ -60,7 +60,7 @@ from blobench.sampling import index_batch, sampling_param
 N_CLASSES = 10
 
 
-class DistillConvNet(Problem):
+class DistillConvNet(convnets.NetworkInner, Problem):
     name = "distill_convnet"
     family = "dataset distillation"
     reference = ("Wang et al. 2018 (Dataset Distillation); DC-BENCH (Cui et al. 2022) "
@@ -150,18 +150,8 @@ class DistillConvNet(Problem):
         return index_batch(self, self.n_outer_samples, self.config["batch_size"], generator,
                            "outer")
 
-    def init_outer(self, generator):
-        return self.lam0.clone()
-
-    def init_inner(self, lam, generator):
-        return self.model.init(generator, self.dtype, self.device)
-
-    def inner_step_size(self, lam):
-        return self.config["inner_lr"]
-
     def outer_step_size(self):
         return 100.0  # ‖dF/dX̃‖ ≈ 0.03–0.3 over 7,840 pixels (quick, measured)
 
     def evaluate(self, theta, lam):
-        loss, accuracy = convnets.scores(self.model, theta, self.x_test, self.y_test)
-        return {"test_accuracy": accuracy, "test_loss": loss}
+        return self.test_scores(theta)

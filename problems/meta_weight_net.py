@@ -80,7 +80,7 @@ def balanced(y: torch.Tensor, per_class: int, generator: torch.Generator,
     return torch.cat(out)
 
 
-class MetaWeightNet(Problem):
+class MetaWeightNet(convnets.NetworkInner, Problem):
     name = "meta_weight_net"
     family = "sample reweighting"
     reference = "Shu et al. 2019 (Meta-Weight-Net) eq. (1)-(2); Betty / SAMA (Choe et al. 2023)"
@@ -171,25 +171,14 @@ class MetaWeightNet(Problem):
         return index_batch(self, self.n_outer_samples, self.config["batch_size"], generator,
                            "outer")
 
-    def init_outer(self, generator):
-        return self.lam0.clone()
-
-    def init_inner(self, lam, generator):
-        return self.model.init(generator, self.dtype, self.device)
-
-    def inner_step_size(self, lam):
-        return self.config["inner_lr"]
-
     def outer_step_size(self):
         return 1.0
 
     def evaluate(self, theta, lam):
-        loss, accuracy = convnets.scores(self.model, theta, self.x_test, self.y_test)
         with torch.no_grad():
             losses = CE(self.model(theta, self.x), self.y, reduction="none")
             w = self.weights(losses, lam)
-        out = {"test_accuracy": accuracy, "test_loss": loss,
-               "mean_weight": float(w.mean())}
+        out = {**self.test_scores(theta), "mean_weight": float(w.mean())}
         if bool(self.flipped.any()) and not bool(self.flipped.all()):
             out["weight_flipped_over_clean"] = float(w[self.flipped].mean()
                                                      / w[~self.flipped].mean())
