@@ -39,7 +39,7 @@ Defaults: η = 0.1, outer step 100 (plain SGD on pixels: unrolled with T = 20 fr
 72% test accuracy at quick in 30 outer steps), ``retrain_steps`` = 20 = the default T of
 the double-loop entries, so that the re-train is exactly a cold start's inner training.
 
-Sizes: ``quick`` a 2-block width-8 ConvNet (4,626 weights), 1 image per class, 200 real /
+Sizes: ``quick`` a 2-block width-8 ConvNet (4,626 weights), 1 image per class, 100 real /
 200 test images, seconds on a CPU; ``full`` ConvNet-3 width 128 (308,746
 weights on Fashion-MNIST), 10 images per class (IPC 1 by ``per_class=1``), 10,000 real
 images in mini-batches of 256, 10,000 test images, float32.
@@ -70,7 +70,7 @@ class DistillConvNet(convnets.NetworkInner, Problem):
                          choices=("fashion_mnist", "mnist", "cifar10")),
         "per_class": Param(int, 1, "k: synthetic images per class (IPC; paper: 1, 10, 50)",
                            low=1),
-        "n_train": Param(int, 200, "real training images (outer objective)", low=10),
+        "n_train": Param(int, 100, "real training images (outer objective)", low=10),
         "n_test": Param(int, 200, "test images (0 = all of the test file)", low=0),
         "width": Param(int, 8, "channels of every conv block (ConvNet-3: 128)", low=1),
         "depth": Param(int, 2, "conv blocks (ConvNet-3: 3)", low=1, high=5),
@@ -91,7 +91,7 @@ class DistillConvNet(convnets.NetworkInner, Problem):
     primary_metric = "test_accuracy"
     higher_is_better = True
     n_outer_samples: int = 0
-    budgets = {"quick": Budget(steps=20, eval_every=10),
+    budgets = {"quick": Budget(steps=10, eval_every=5),
                "full": Budget(steps=200, eval_every=20)}
 
     def build(self, generator: torch.Generator) -> None:
