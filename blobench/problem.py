@@ -196,6 +196,13 @@ class Problem(ABC):
         """(∇_θ f(θ, λ), ∇_λ f(θ, λ)), or ``NotImplemented`` (the default)."""
         return NotImplemented
 
+    def head_mask(self) -> torch.Tensor | None:
+        """Boolean mask over λ marking the task-specific head (the last layer of a model whose
+        initialization λ is meta-learned), for head-only adaptation (ANIL, Raghu et al. 2020);
+        ``None`` (the default): the problem declares no head. Overriding it is the declaration
+        (``problem.has("head_mask")``)."""
+        return None
+
     @classmethod
     def lam_in_losses(cls, params: dict[str, Any] | None = None) -> bool:
         """Whether λ enters g or f directly (for these resolved parameters; None = defaults).

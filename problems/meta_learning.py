@@ -124,6 +124,12 @@ class _FewShot(Problem):
     def init_outer(self, generator):
         return self.model.init(generator, dtype=torch.float64, device=self.device)
 
+    def head_mask(self):
+        """The last layer (weight and bias) of the model: ANIL's head."""
+        mask = torch.zeros(self.model.numel, dtype=torch.bool, device=self.device)
+        mask[self.model.numel - sum(self.model.numels[-2:]):] = True
+        return mask
+
     def init_inner(self, lam, generator):
         return lam.repeat(self.n_tasks)  # differentiable in λ: θ₀(λ) = (λ, …, λ)
 
