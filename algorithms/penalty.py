@@ -33,9 +33,11 @@ fired 0–4 times in 1,000 steps and γ stayed at 1e-2 (a biased penalized optim
 
 - θ step 1/(L + γL² + inner_weight·L), 1/L = ``problem.inner_step_size(λ)`` (the curvature of
   h_θ when ‖∇²_θθ f‖ ≤ L), recomputed as γ grows — a θ step scaled with γ;
-- λ step by backtracking (Armijo): start from ``outer_lr`` (None → ``problem.outer_step_size()``)
-  or the last accepted step, halve until h_λ(θ, ·) decreases by ½·step·‖∇_λ h_λ‖² (full-batch
-  values, 1 inner gradient per trial): the λ curvature of h_λ grows like γ‖J‖², which the
+- λ step by backtracking (Armijo): start from twice the last accepted step, at most
+  ``outer_lr`` (None → ``problem.outer_step_size()``), halve until h_λ(θ, ·) decreases by
+  ½·step·‖∇_λ h_λ‖², with h evaluated on the mini-batches of the gradient (1 inner gradient
+  per trial; the stochastic Armijo search of Vaswani et al. 2019 — a mini-batch direction need
+  not descend the full-batch h): the λ curvature of h_λ grows like γ‖J‖², which the
   problem does not state, and a fixed λ step either stalls (× 0.9 per schedule update: the
   steps vanish) or diverges once γ is large (measured on ``penalty_synthetic``).
 
@@ -106,8 +108,10 @@ class Penalty(Algorithm):
         """(∇_λ h_λ, ∇_θ h_θ, ∇_θ g) at (θ, state.lam) on fresh mini-batches; ∇_λ h_λ (its
         mixed product) only ``with_lam`` — the θ phase does not need it."""
         lam = state.lam.detach()
-        f_theta, f_lam = autodiff.outer_grads(problem, theta, lam, outer_batch(problem, state))
-        ops = autodiff.InnerDerivatives(problem, theta, lam, inner_batch(problem, state))
+        batches = inner_batch(problem, state), outer_batch(problem, state)
+        state.extra["batches"] = batches  # the λ line search evaluates h on the same ones
+        f_theta, f_lam = autodiff.outer_grads(problem, theta, lam, batches[1])
+        ops = autodiff.InnerDerivatives(problem, theta, lam, batches[0])
         w = state.extra["nu"] + state.extra["gamma"] * ops.grad
         grad_theta = f_theta + ops.hvp(w) + state.extra["inner_weight"] * ops.grad
         return (f_lam + ops.mixed(w) if with_lam else None), grad_theta, ops.grad
@@ -139,19 +143,22 @@ class Penalty(Algorithm):
     # ------------------------------------------------------- λ step (SGD mode)
     def penalized_value(self, problem: Problem, state: State, theta: torch.Tensor,
                         lam: torch.Tensor) -> float:
-        """h_λ(θ, λ) = f + νᵀ∇_θ g + (γ/2)‖∇_θ g‖², full batch."""
+        """h_λ(θ, λ) = f + νᵀ∇_θ g + (γ/2)‖∇_θ g‖² on the mini-batches of the last gradient
+        (so that ∇_λ of this value is exactly the direction being searched)."""
         ex = state.extra
-        g = autodiff.inner_grad(problem, theta, lam)
+        inner, outer = ex["batches"]
+        g = autodiff.inner_grad(problem, theta, lam, inner)
         with torch.no_grad():
-            f = problem.outer_loss(theta.detach(), lam.detach())
+            f = problem.outer_loss(theta.detach(), lam.detach(), outer)
         return float(f + ex["nu"] @ g + 0.5 * ex["gamma"] * (g @ g))
 
     def backtracked_lr(self, problem: Problem, state: State, grad_lam: torch.Tensor) -> float:
-        """The λ step: the current step, halved until h_λ(θ, ·) decreases by at least
-        ½·step·‖∇_λ h_λ‖² (Armijo); the accepted step is kept for the next outer step."""
+        """The λ step: twice the last accepted step (at most the base step), halved until
+        h_λ(θ, ·) decreases by at least ½·step·‖∇_λ h_λ‖² (Armijo; on the gradient's own
+        mini-batches, the stochastic line search of Vaswani et al. 2019)."""
         ex = state.extra
         lam, theta = state.lam.detach(), state.theta
-        lr = ex["outer_step"]
+        lr = min(2.0 * ex["outer_step"], ex["base_outer_step"])
         h0 = self.penalized_value(problem, state, theta, lam)
         sq = float(grad_lam @ grad_lam)
         for _ in range(MAX_HALVINGS):
@@ -168,7 +175,9 @@ class Penalty(Algorithm):
         self.inner_phase(problem, state)
         grad_lam, grad_theta, g_theta = self.gradients(problem, state, state.theta)
         if self.optimizer == "sgd":
-            ex.setdefault("outer_step", or_default(self.outer_lr, problem.outer_step_size()))
+            if "outer_step" not in ex:
+                ex["base_outer_step"] = or_default(self.outer_lr, problem.outer_step_size())
+                ex["outer_step"] = ex["base_outer_step"] / 2
             lr = self.backtracked_lr(problem, state, grad_lam)
             for group in ex["outer_optimizer"].param_groups:
                 group["lr"] = lr
