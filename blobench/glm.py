@@ -237,7 +237,7 @@ def softmax_hessian_operator(theta: torch.Tensor, x: torch.Tensor,
 def newton_cg(loss: Callable[[torch.Tensor], torch.Tensor],
               grad: Callable[[torch.Tensor], torch.Tensor],
               hessian_operator: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]],
-              theta0: torch.Tensor, tol: float, max_iter: int = 50, cg_steps: int = 500
+              theta0: torch.Tensor, tol: float, max_iter: int = 30, cg_steps: int = 300
               ) -> tuple[torch.Tensor, float]:
     """:func:`damped_newton` with inexact steps: H⁻¹∇ by CG (``autodiff.cg``) to the relative
     residual η = min(½, √‖∇‖) (the forcing sequence of Eisenstat & Walker 1996, superlinear

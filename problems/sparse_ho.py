@@ -19,13 +19,14 @@ Data (``source``):
   through :mod:`blobench.data`, when present (else the cell is ``not_applicable``: "data
   missing: run `blobench data fetch news20`"); λ then has 1,355,191 coordinates.
 
-X is a torch sparse CSR matrix (Z = −y ⊙ X and Zᵀ precomputed); θ, λ ∈ ℝ^d:
+X is a torch sparse CSR matrix (Z = −y ⊙ X and Zᵀ precomputed; the losses, i.e. autodiff's
+path, use a dense copy when n·d ≤ 4·10⁶, since torch cannot vmap sparse products); θ, λ ∈ ℝ^d:
 
     inner  g(θ, λ) = 1/n Σ_i log(1 + exp(−y_i x_iᵀθ)) + ½ Σ_j e^{λ_j} θ_j²
     outer  f(θ, λ) = 1/n_val Σ_val log(1 + exp(−y_i x_iᵀθ))
     H v = Zᵀ(σ'(Zθ) ⊙ Z v)/n + e^λ ⊙ v,  J v = e^λ ⊙ θ ⊙ v,  dF/dλ = −J H⁻¹ ∇_θ f
 
-Ground truth: θ*(λ) by Newton-CG to ‖∇_θ g‖ ≤ ``gt_tol`` (1e-10 float64, 1e-5 float32), cached
+Ground truth: θ*(λ) by Newton-CG to ‖∇_θ g‖ ≤ ``gt_tol`` (1e-10 float64, 1e-4 float32), cached
 per λ; ``exact_hypergradient`` by CG to relative residual ≤ ``gt_tol``; achieved values in
 ``gt_inner_grad_norm`` / ``gt_cg_residual``. ``exact`` declines above its dense limit.
 
@@ -44,6 +45,9 @@ from blobench.data import load_dataset
 from blobench.data.splits import rows, three_way
 from blobench.params import Param, dtype_param, torch_dtype
 from blobench.problem import Budget, Problem
+
+#: n·d up to which the losses use a dense copy of the training design (see ``build``)
+DENSE_AUTODIFF_LIMIT = 4_000_000
 
 
 def synthetic_text(n: int, d: int, words: int, generator: torch.Generator
@@ -113,7 +117,7 @@ class SparseHO(Problem):
     def build(self, generator: torch.Generator) -> None:
         c = self.config
         self.dtype = torch_dtype(c["dtype"])
-        self.gt_tol = 1e-10 if self.dtype == torch.float64 else 1e-5
+        self.gt_tol = 1e-10 if self.dtype == torch.float64 else 1e-4
         n_tr, n_va, n_te = c["n_train"], c["n_val"], c["n_test"]
         if c["source"] == "synthetic":
             x, y = synthetic_text(n_tr + n_va + n_te, c["n_features"], c["words_per_doc"],
@@ -127,6 +131,11 @@ class SparseHO(Problem):
             for x, y in parts]
         self.y, self.y_val, self.y_test = y_tr, y_va, y_te
         self.x, self.x_val, self.x_test = x_tr, x_va, x_te
+        # the losses (autodiff's path) use a dense copy of a small design: torch cannot
+        # batch (vmap) products with sparse tensors, which dense Hessians need; the oracles
+        # (every algorithm's fast path) always use the sparse Z, Zᵀ
+        small = x_tr.shape[0] * x_tr.shape[1] <= DENSE_AUTODIFF_LIMIT
+        self.x_autodiff = x_tr.to_dense() if small else x_tr
         self.z = _scaled_rows(x_tr, -y_tr)  # Z = −y ⊙ X, so that s = σ(Zθ)
         self.z_t = self.z.t().to_sparse_csr()  # Zᵀ as CSR: fast products
         self.n_inner_samples, self.n_outer_samples = n_tr, n_va
@@ -145,7 +154,8 @@ class SparseHO(Problem):
 
     # ---------------------------------------------------------------- losses
     def inner_loss(self, theta, lam, batch=None):
-        x, y = (self.x, self.y) if batch is None else (rows(self.x, batch), self.y[batch])
+        x = self.x_autodiff
+        x, y = (x, self.y) if batch is None else (rows(x, batch), self.y[batch])
         return glm.logistic_loss(theta, x, y) + 0.5 * (lam.exp() * theta * theta).sum()
 
     def outer_loss(self, theta, lam, batch=None):

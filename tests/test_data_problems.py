@@ -112,7 +112,7 @@ def test_float32_everywhere_and_exact_declines_large_sizes(registry):
     assert lam.dtype == theta.dtype == prob.x.dtype == torch.float32
     assert prob.inner_loss(theta, lam).dtype == torch.float32
     assert prob.exact_hypergradient(lam).dtype == torch.float32
-    assert prob.gt_cg_residual <= 1e-5
+    assert prob.gt_cg_residual <= 1e-4
     exact = registry.algorithm("exact")()
     with pytest.raises(NotApplicable, match="6000"):
         exact.init(prob, theta, lam, torch.Generator())
