@@ -21,8 +21,7 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop
-from blobench.params import POSITIVE, Param
+from blobench.algorithm import DoubleLoop, init_dependence_reason, meta_params
 from blobench.problem import Problem
 
 
@@ -34,26 +33,16 @@ class ANIL(DoubleLoop):
     #: T-step adapted loss F_T (ANIL's direction is exact for the head-only adaptation, checked
     #: by finite differences in tests/test_wave2_anil.py)
     approximation = "first_order_meta"
-    params = {
-        **DoubleLoop.params,
-        "inner_steps": Param(int, 1, "T: head adaptation steps from λ per task", low=1),
-        "inner_lr": Param(float, None, "α: adaptation step; None = the problem's",
-                          optional=True, **POSITIVE),
-        "warm_start": Param(bool, False, "fixed to False: every outer step adapts from λ",
-                            check=(lambda v: v is False, "ANIL adapts from λ at every outer "
-                                                         "step (cold start)")),
-        "outer_optimizer": Param(str, "adam", "torch.optim optimizer on λ",
-                                 choices=("sgd", "adam")),
-    }
+    params = meta_params(1, "α: head adaptation step; None = the problem's",
+                         "torch.optim optimizer on λ")
 
     differentiates_through_init = True
 
     def applies_to(self, problem, params=None):
-        if not problem.inner_init_is_outer:
-            return "inner init does not depend on λ (needs a problem with inner_init_is_outer)"
-        if getattr(problem, "head_mask", None) is Problem.head_mask:
-            return "the problem declares no head (Problem.head_mask)"
-        return None
+        reason = init_dependence_reason(problem)
+        if reason is None and getattr(problem, "head_mask", None) is Problem.head_mask:
+            reason = "the problem declares no head (Problem.head_mask)"
+        return reason
 
     def hypergradient(self, problem, state):
         lam = state.lam.detach().requires_grad_(True)

@@ -27,7 +27,7 @@ import torch
 
 from blobench import autodiff
 from blobench.params import POSITIVE, Param
-from blobench.recursive import linear_hypergradient, recursive
+from blobench.recursive import STEP_PARAMS, linear_hypergradient, recursive
 from blobench.single_loop import (
     SingleLoop,
     decayed,
@@ -44,10 +44,7 @@ class FSLA(SingleLoop):
     family = "stochastic single-loop"
     reference = "Li, Gu, Huang 2022 (AAAI), Alg. 1 (FSLA)"
     params = {
-        "inner_lr": Param(float, None, "ρ: step on θ and v; None = the problem's 1/L",
-                          optional=True, **POSITIVE),
-        "outer_lr": Param(float, None, "γ: step on λ; None = 0.1 × the problem's default",
-                          optional=True, **POSITIVE),
+        **STEP_PARAMS,
         "momentum": Param(float, 1.0, "a: STORM weight a_k = min(1, a (k+1)^-1/2)", **POSITIVE),
         "decay": Param(bool, True, "ρ, γ, a ∝ (k+1)^-1/2 (else constant)"),
     }

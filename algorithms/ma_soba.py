@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from blobench.params import POSITIVE, Param
-from blobench.recursive import soba_update
+from blobench.recursive import STEP_PARAMS, soba_update
 from blobench.single_loop import (
     SingleLoop,
     decayed,
@@ -43,10 +43,7 @@ class MASOBA(SingleLoop):
     family = "stochastic single-loop"
     reference = "Chen, Xiao, Balasubramanian 2023, Alg. 1 (MA-SOBA)"
     params = {
-        "inner_lr": Param(float, None, "ρ: step on θ and v; None = the problem's 1/L",
-                          optional=True, **POSITIVE),
-        "outer_lr": Param(float, None, "γ: step on λ; None = 0.1 × the problem's default",
-                          optional=True, **POSITIVE),
+        **STEP_PARAMS,
         "average": Param(float, 0.5, "β: weight of the new estimate in the moving average",
                          low=0.0, high=1.0, low_open=True),
         "decay": Param(bool, True, "ρ, γ, β ∝ (k+1)^-1/2 (else constant)"),

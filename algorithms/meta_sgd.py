@@ -26,32 +26,20 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop, make_outer_optimizer
-from blobench.params import POSITIVE, Param
+from blobench.algorithm import DoubleLoop, init_dependence_reason, make_outer_optimizer, meta_params
 
 
 class MetaSGD(DoubleLoop):
     name = "meta_sgd"
     family = "meta-learning (initialization)"
     reference = "Li, Zhou, Chen, Li 2017 (Meta-SGD), Alg. 1"
-    params = {
-        **DoubleLoop.params,
-        "inner_steps": Param(int, 1, "T: adaptation steps from λ per task", low=1),
-        "inner_lr": Param(float, None, "α₀: initial step size of every parameter; None = the "
-                          "problem's", optional=True, **POSITIVE),
-        "warm_start": Param(bool, False, "fixed to False: every outer step adapts from λ",
-                            check=(lambda v: v is False, "Meta-SGD adapts from λ at every "
-                                                         "outer step (cold start)")),
-        "outer_optimizer": Param(str, "adam", "torch.optim optimizer on λ and α",
-                                 choices=("sgd", "adam")),
-    }
+    params = meta_params(1, "α₀: initial step size of every parameter; None = the problem's",
+                         "torch.optim optimizer on λ and α")
 
     differentiates_through_init = True
 
     def applies_to(self, problem, params=None):
-        if not problem.inner_init_is_outer:
-            return "inner init does not depend on λ (needs a problem with inner_init_is_outer)"
-        return None
+        return init_dependence_reason(problem)
 
     def init(self, problem, theta0, lam0, generator):
         state = super().init(problem, theta0, lam0, generator)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 
-from blobench.params import POSITIVE, Param
-from blobench.recursive import recursive, soba_update
+from blobench.params import Param
+from blobench.recursive import STEP_PARAMS, recursive, soba_update
 from blobench.single_loop import (
     SingleLoop,
     finite_sum_reason,
@@ -55,10 +55,7 @@ class SRBA(SingleLoop):
     family = "stochastic single-loop"
     reference = "Dagréou, Moreau, Vaiter, Ablin 2024 (AISTATS), Alg. 1 (SRBA)"
     params = {
-        "inner_lr": Param(float, None, "ρ: step on θ and v; None = the problem's 1/L",
-                          optional=True, **POSITIVE),
-        "outer_lr": Param(float, None, "γ: step on λ; None = 0.1 × the problem's default",
-                          optional=True, **POSITIVE),
+        **STEP_PARAMS,
         "period": Param(int, None, "q: steps between full-batch restarts; None = "
                         "⌈(n + m) / batch size⌉", optional=True, low=1),
     }

@@ -32,7 +32,7 @@ import math
 
 from blobench import autodiff
 from blobench.params import POSITIVE, Param
-from blobench.recursive import NeumannDraw, neumann_hypergradient, recursive
+from blobench.recursive import STEP_PARAMS, NeumannDraw, neumann_hypergradient, recursive
 from blobench.single_loop import (
     SingleLoop,
     finite_sum_reason,
@@ -47,10 +47,7 @@ class VRBO(SingleLoop):
     family = "stochastic single-loop"
     reference = "Yang, Ji, Liang 2021 (NeurIPS), Alg. 2 (VRBO)"
     params = {
-        "inner_lr": Param(float, None, "ρ: step on θ; None = the problem's 1/L", optional=True,
-                          **POSITIVE),
-        "outer_lr": Param(float, None, "γ: step on λ; None = 0.1 × the problem's default",
-                          optional=True, **POSITIVE),
+        **STEP_PARAMS,
         "inner_steps": Param(int, 10, "m: recursive θ steps per outer step", low=1),
         "neumann_terms": Param(int, 10, "Q: terms of the stochastic Neumann series", low=1),
         "neumann_lr": Param(float, None, "η: Neumann scaling; None = the inner step size",

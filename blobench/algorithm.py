@@ -154,6 +154,28 @@ DOUBLE_LOOP_PARAMS: dict[str, Param] = {
 }
 
 
+def meta_params(inner_steps: int, lr_help: str, optimizer_help: str) -> dict[str, Param]:
+    """:data:`DOUBLE_LOOP_PARAMS` for initialization-based meta-learning (θ₀ = θ₀(λ)): T
+    adaptation steps from λ, the cold start fixed (these methods adapt from λ by definition),
+    Adam on λ by default (MAML's meta-optimizer)."""
+    return {
+        **DOUBLE_LOOP_PARAMS,
+        "inner_steps": Param(int, inner_steps, "T: adaptation steps from λ per task", low=1),
+        "inner_lr": Param(float, None, lr_help, optional=True, **POSITIVE),
+        "warm_start": Param(bool, False, "fixed to False: every outer step adapts from λ",
+                            check=(lambda v: v is False, "initialization-based meta-learning "
+                                   "adapts from λ at every outer step (cold start)")),
+        "outer_optimizer": Param(str, "adam", optimizer_help, choices=("sgd", "adam")),
+    }
+
+
+def init_dependence_reason(problem: type[Problem]) -> str | None:
+    """Why an initialization-based meta-learner does not apply (None: θ₀ depends on λ)."""
+    if not problem.inner_init_is_outer:
+        return "inner init does not depend on λ (needs a problem with inner_init_is_outer)"
+    return None
+
+
 class DoubleLoop(Algorithm):
     """Inner solver (T steps, warm or cold start) + hypergradient estimator + outer optimizer.
 

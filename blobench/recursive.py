@@ -124,11 +124,16 @@ def soba_update(state: State, directions: dict[str, Tensor], rho: float, gamma: 
 
 
 # ------------------------------------------------------------------ double momentum
-MOMENTUM_PARAMS: dict[str, Param] = {
-    "inner_lr": Param(float, None, "ρ: base step on θ; None = the problem's 1/L", optional=True,
-                      **POSITIVE),
-    "outer_lr": Param(float, None, "γ: base step on λ; None = 0.1 × the problem's default",
+#: the step sizes of the single-loop entries (ρ on θ and v, γ on λ)
+STEP_PARAMS: dict[str, Param] = {
+    "inner_lr": Param(float, None, "ρ: step on θ (and v); None = the problem's 1/L",
                       optional=True, **POSITIVE),
+    "outer_lr": Param(float, None, "γ: step on λ; None = 0.1 × the problem's default",
+                      optional=True, **POSITIVE),
+}
+
+MOMENTUM_PARAMS: dict[str, Param] = {
+    **STEP_PARAMS,
     "momentum": Param(float, 1.0, "c: STORM weight a_k = min(1, c (k+1)^-2/3)", **POSITIVE),
     "decay": Param(bool, True, "steps ρ(k+1)^-1/3, γ(k+1)^-1/3 (else constant)"),
     "neumann_terms": Param(int, 10, "Q: terms of the stochastic Neumann series", low=1),

@@ -25,6 +25,17 @@ def quad2(registry):
     return registry.problem("quadratic")(seed=0, dim_lambda=2, dim_theta=10, n_outer=20)
 
 
+_RUNS: dict = {}
+
+
+def _search_once(registry, problem, name, trials):
+    """The unmodified search, run once per (name, trials) for all the tests of this module."""
+    key = (name, trials)
+    if key not in _RUNS:
+        _RUNS[key] = _search(registry, problem, name, trials)
+    return _RUNS[key]
+
+
 def _search(registry, problem, name, trials, **params):
     alg = registry.algorithm(name)(**params)
     gen = torch.Generator().manual_seed(0)
@@ -39,15 +50,16 @@ def _value(problem, lam):
     return float(problem.outer_loss(problem.inner_solution(lam), lam))
 
 
-#: suboptimality F(λ) − F* after 100 trials (measured: random 3.3e-3, TPE 2.4e-4)
-TOL = {"random_search": 1e-2, "optuna_tpe": 1e-3}
+#: suboptimality F(λ) − F* after 60 trials (measured: random 3.3e-3, TPE 2.3e-3)
+TRIALS = 60
+TOL = {"random_search": 1e-2, "optuna_tpe": 5e-3}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_search_values_are_F_and_the_best_is_kept(registry, quad2, name):
-    state = _search(registry, quad2, name, 100)
+    state = _search_once(registry, quad2, name, TRIALS)
     history = state.extra["history"]
-    assert len(history) == 100 and torch.equal(history[0][0], torch.zeros(2))
+    assert len(history) == TRIALS and torch.equal(history[0][0], torch.zeros(2))
     for lam, value in history[:20]:
         # inner solved to ‖∇g‖ ≤ 1e-6 ‖∇g(θ₀)‖: F(λ) to ~1e-7 (measured 3e-7 at λ₀)
         assert abs(value - _value(quad2, lam)) < 1e-5 * max(1.0, abs(value))
@@ -70,15 +82,15 @@ def test_mutant_keeping_the_worst_trial_fails(registry, quad2, monkeypatch, name
         return theta, -value
 
     monkeypatch.setattr(base, "evaluate", worst)
-    state = _search(registry, quad2, cls.name, 100)
+    state = _search(registry, quad2, cls.name, TRIALS)
     assert quad2.evaluate(state.theta, state.lam)["suboptimality"] > TOL[name]
 
 
 @pytest.mark.skipif(not HAS_OPTUNA, reason="optuna not installed")
 def test_tpe_beats_random_search_here_and_is_deterministic(registry, quad2):
-    tpe = _search(registry, quad2, "optuna_tpe", 100)
-    again = _search(registry, quad2, "optuna_tpe", 100)
-    rnd = _search(registry, quad2, "random_search", 100)
+    tpe = _search_once(registry, quad2, "optuna_tpe", TRIALS)
+    again = _search(registry, quad2, "optuna_tpe", TRIALS)
+    rnd = _search_once(registry, quad2, "random_search", TRIALS)
     assert torch.equal(tpe.lam, again.lam)
     assert (quad2.evaluate(tpe.theta, tpe.lam)["suboptimality"]
             < quad2.evaluate(rnd.theta, rnd.lam)["suboptimality"])

@@ -72,11 +72,12 @@ def test_pzobo_tends_to_exact_with_many_directions(registry):
     lam = 0.3 * torch.randn(prob.dim_outer, generator=torch.Generator().manual_seed(1))
     exact = prob.exact_hypergradient(lam)
     cosines = []
-    for q in (3, 200):
-        alg, state = _state(registry, prob, lam, inner_steps=100, directions=q)
+    for q in (3, 100):
+        alg, state = _state(registry, prob, lam, inner_steps=60, directions=q)
         state = alg.step(prob, state)
         cosines.append(float(state.hypergrad @ exact / state.hypergrad.norm() / exact.norm()))
-    assert cosines[-1] > 0.95 and cosines[-1] > cosines[0], cosines  # measured 0.49 at Q=3, 0.99 at Q=200
+    # measured 0.49 at Q=3, 0.97 at Q=100
+    assert cosines[-1] > 0.93 and cosines[-1] > cosines[0], cosines
 
 
 def test_pzobo_mutant_flipped_difference_fails(registry, monkeypatch):
@@ -85,7 +86,7 @@ def test_pzobo_mutant_flipped_difference_fails(registry, monkeypatch):
     monkeypatch.setattr(module, "smoothed_vjp", lambda *a: -good(*a))
     prob = registry.problem("quadratic")(seed=0)
     lam = 0.3 * torch.randn(prob.dim_outer, generator=torch.Generator().manual_seed(1))
-    alg, state = _state(registry, prob, lam, inner_steps=100, directions=200)
+    alg, state = _state(registry, prob, lam, inner_steps=60, directions=100)
     state = alg.step(prob, state)
     exact = prob.exact_hypergradient(lam)
     assert float(state.hypergrad @ exact / state.hypergrad.norm() / exact.norm()) < 0.5
