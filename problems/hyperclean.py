@@ -34,7 +34,8 @@ ground truth are reported by :meth:`evaluate` as ``gt_inner_grad_norm`` /
 
 Sizes: ``quick`` 300 train / 200 validation / 1,000 test (θ still 7,850; seconds);
 ``full`` 20,000 / 5,000 / 10,000 in float32 (benchopt's datacleaning size).
-Mini-batches: index tensors of ``batch_size`` (64, as benchopt) training / validation
+Mini-batches: index tensors of ``batch_size`` (64, as benchopt; ``sampling``: epochs of
+shuffled blocks by default, :mod:`blobench.sampling`) training / validation
 samples (``n_inner_samples`` = n_train, ``n_outer_samples`` = n_val), so SABA & co apply.
 
 Metrics: test accuracy (primary) and loss of θ; the cold restart of :mod:`blobench.metrics`
@@ -52,9 +53,10 @@ from blobench.data import load_dataset
 from blobench.data.splits import image_features, three_way
 from blobench.params import Param, dtype_param, torch_dtype
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 
-class Hyperclean(Problem):
+class Hyperclean(FiniteSumSamplers, Problem):
     name = "hyperclean"
     family = "data cleaning"
     reference = ("Franceschi et al. 2017 (ICML) sec. 5.1; Dagréou et al. 2022 (NeurIPS, "
@@ -72,6 +74,7 @@ class Hyperclean(Problem):
         "flag_threshold": Param(float, 0.1, "a sample counts as detected when σ(λ_i) ≤ this",
                                 low=0.0, high=0.5),
         "batch_size": Param(int, 64, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
         "dtype": dtype_param("float64"),
     }
     sizes = {"quick": {"n_train": 300, "n_val": 200, "n_test": 1000},
@@ -152,12 +155,6 @@ class Hyperclean(Problem):
         x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
                                                                self.y_val[batch])
         return glm.softmax_grad(theta, x, y), torch.zeros_like(lam)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.zeros(self.dim_outer, dtype=self.dtype, device=self.device)

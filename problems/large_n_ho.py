@@ -30,7 +30,8 @@ Ground truth: θ*(λ) by Newton-CG (:func:`blobench.glm.newton_cg`) to ‖∇_θ
 residual ≤ ``gt_tol``; achieved values reported as ``gt_inner_grad_norm`` / ``gt_cg_residual``.
 
 Sizes: ``quick`` 1,000 / 500 / 1,000 (float64, seconds); ``full`` 48,000 / 12,000 / 10,000
-in float32. Mini-batches: ``batch_size`` (64) indices of the training / validation sums.
+in float32. Mini-batches: ``batch_size`` (64) indices of the training / validation sums, by
+the ``sampling`` scheme (:mod:`blobench.sampling`).
 Primary metric: test cross-entropy; test accuracy beside it.
 """
 
@@ -44,6 +45,7 @@ from blobench.data.splits import image_features, three_way
 from blobench.datasets import with_intercept
 from blobench.params import Param, dtype_param, torch_dtype
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 IMAGES = ("fashion_mnist", "mnist")
 
@@ -59,7 +61,7 @@ def glm_features(data: dict[str, torch.Tensor], parts: list, dtype: torch.dtype,
     return xs, [torch.searchsorted(classes, y) for _, y in parts], len(classes)
 
 
-class LargeNHO(Problem):
+class LargeNHO(FiniteSumSamplers, Problem):
     name = "large_n_ho"
     family = "hyperparameter optimization"
     reference = ("Dagréou et al. 2022 (NeurIPS, benchopt ijcnn1/covtype); Pedregosa 2016 "
@@ -74,6 +76,7 @@ class LargeNHO(Problem):
         "n_test": Param(int, 1000, "test points (0 = all left)", low=0),
         "init_log_reg": Param(float, -2.0, "λ₀: initial log-penalty"),
         "batch_size": Param(int, 64, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
         "dtype": dtype_param("float64"),
     }
     sizes = {"quick": {"n_train": 1000, "n_val": 500, "n_test": 1000},
@@ -151,12 +154,6 @@ class LargeNHO(Problem):
 
     def outer_grads_oracle(self, theta, lam, batch=None):
         return glm.softmax_grad(theta, *self._val(batch)), torch.zeros_like(lam)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=self.dtype,

@@ -33,7 +33,8 @@ per λ; ``exact_hypergradient`` by CG to relative residual ≤ ``gt_tol``; achie
 Sizes: ``quick`` 2,000 features, 200 train / 200 validation / 400 test, float64 (seconds;
 ``exact`` applies); ``full`` 130,107 features (scikit-learn's 20newsgroups_vectorized), its
 11,314 training documents halved into 5,657 train / 5,657 validation, 7,532 test, float32.
-Mini-batches: ``batch_size`` (64) indices. Primary metric: test log-loss.
+Mini-batches: ``batch_size`` (64) indices by the ``sampling`` scheme (:mod:`blobench.sampling`).
+Primary metric: test log-loss.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from blobench.data import load_dataset
 from blobench.data.splits import rows, three_way
 from blobench.params import Param, dtype_param, torch_dtype
 from blobench.problem import Budget, Problem
+from blobench.sampling import FiniteSumSamplers, sampling_param
 
 #: n·d up to which the losses use a dense copy of the training design (see ``build``)
 DENSE_AUTODIFF_LIMIT = 4_000_000
@@ -86,7 +88,7 @@ def _scaled_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
                                    size=x.shape, check_invariants=False)
 
 
-class SparseHO(Problem):
+class SparseHO(FiniteSumSamplers, Problem):
     name = "sparse_ho"
     family = "hyperparameter optimization"
     reference = "Pedregosa 2016 (ICML, HOAG) 20news; Dagréou et al. 2022 (benchopt)"
@@ -100,6 +102,7 @@ class SparseHO(Problem):
         "n_test": Param(int, 400, "test documents", low=1),
         "init_log_reg": Param(float, -4.0, "λ₀: initial log-penalty of every feature"),
         "batch_size": Param(int, 64, "mini-batch size of the samplers; 0 = full batch", low=0),
+        "sampling": sampling_param(),
         "dtype": dtype_param("float64"),
     }
     sizes = {"quick": {"n_features": 2000, "n_train": 200, "n_val": 200, "n_test": 400},
@@ -191,12 +194,6 @@ class SparseHO(Problem):
         s = torch.sigmoid(-y * (x @ theta))
         zv = _scaled_rows(x, -y * s / x.shape[0])
         return zv.t().to_sparse_csr() @ torch.ones_like(y), torch.zeros_like(lam)
-
-    def sample_inner_batch(self, generator):
-        return self.index_batch(self.n_inner_samples, self.config["batch_size"], generator)
-
-    def sample_outer_batch(self, generator):
-        return self.index_batch(self.n_outer_samples, self.config["batch_size"], generator)
 
     def init_outer(self, generator):
         return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=self.dtype,
