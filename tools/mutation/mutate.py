@@ -79,6 +79,7 @@ def load(path: Path) -> tuple[str, list[str], list[Mutant]]:
     if family_key(family or "") != path.stem:
         raise ValueError(f"{path.name}: family {family!r} does not match the file name")
     tests = list(data.get("tests", []))
+    check_args = list(data.get("check_args", []))
     mutants, seen = [], set()
     for raw in data.get("mutant", []):
         missing = {"id", "file", "original", "replacement", "description"} - set(raw)
@@ -91,8 +92,8 @@ def load(path: Path) -> tuple[str, list[str], list[Mutant]]:
         extra = set(raw) - known - {"tests"}
         if extra:
             raise ValueError(f"{path.name}: mutant {raw['id']}: unknown keys {sorted(extra)}")
-        mutants.append(Mutant(family=family, tests=list(raw.get("tests", tests)),
-                              **{k: v for k, v in raw.items() if k != "tests"}))
+        fields = {"check_args": check_args, **{k: v for k, v in raw.items() if k != "tests"}}
+        mutants.append(Mutant(family=family, tests=list(raw.get("tests", tests)), **fields))
     return family, tests, mutants
 
 
@@ -214,12 +215,14 @@ class Outcome:
     equivalent: str | None = None
 
 
-def run_mutant(m: Mutant, copy: Path, timeout: float, with_check: bool) -> Outcome:
+def run_mutant(m: Mutant, copy: Path, timeout: float, with_check: bool,
+               tests: bool = True) -> Outcome:
     target = copy / m.file
     pristine = target.read_text()
     target.write_text(m.apply(pristine))
     try:
-        status, detail, seconds = run_tests(copy, m.tests, timeout)
+        status, detail, seconds = (run_tests(copy, m.tests, timeout) if tests
+                                   else ("not run", [], 0.0))
         out = Outcome(m.id, m.file, m.description, status, detail, round(seconds, 1),
                       equivalent=m.equivalent)
         if with_check and m.check:
@@ -238,7 +241,7 @@ def run_family(family: str, mutants: list[Mutant], args: argparse.Namespace) -> 
             described = make_copy(c, args.source)
         assert_isolated(copies[0])
         # baseline: every distinct selection (and check) must pass unmutated
-        for tests in sorted({tuple(m.tests) for m in mutants}):
+        for tests in sorted({tuple(m.tests) for m in mutants} if not args.check_only else []):
             status, detail, seconds = run_tests(copies[0], list(tests), args.timeout)
             print(f"[{family}] baseline {' '.join(tests)}: {status} ({seconds:.0f} s)",
                   flush=True)
@@ -259,7 +262,7 @@ def run_family(family: str, mutants: list[Mutant], args: argparse.Namespace) -> 
             copy = free.pop()
             try:
                 check = args.check and (m.check, tuple(m.check_args)) in checks_ok
-                out = run_mutant(m, copy, args.timeout, check)
+                out = run_mutant(m, copy, args.timeout, check, tests=not args.check_only)
             finally:
                 free.append(copy)
             print(f"[{family}] {m.id}: tests {out.tests} ({out.seconds:.0f} s)"
@@ -273,8 +276,18 @@ def run_family(family: str, mutants: list[Mutant], args: argparse.Namespace) -> 
             "mutants": [asdict(o) for o in outcomes]}
 
 
-def merge(old: dict | None, new: dict, ids: set[str], valid: set[str]) -> dict:
-    """Results of a partial run (``-m``) merged into the family's previous results."""
+def merge(old: dict | None, new: dict, ids: set[str], valid: set[str],
+          check_only: bool = False) -> dict:
+    """Results of a partial run (``-m``) merged into the family's previous results; a
+    ``--check-only`` run only replaces the check columns."""
+    if check_only and old is not None:
+        fresh = {o["id"]: o for o in new["mutants"]}
+        for o in old["mutants"]:
+            if o["id"] in fresh:
+                o["check"], o["check_detail"] = fresh[o["id"]]["check"], fresh[o["id"]][
+                    "check_detail"]
+        old["check_command"] = new["command"]
+        return old
     if old is None or not ids:
         return new
     kept = [o for o in old["mutants"] if o["id"] not in ids and o["id"] in valid]
@@ -290,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-f", "--family", action="append", help="family (file stem); repeatable")
     p.add_argument("-m", "--mutant", action="append", default=[], help="mutant id; repeatable")
     p.add_argument("--check", action="store_true", help="also run `blobench check ENTRY`")
+    p.add_argument("--check-only", action="store_true",
+                   help="only `blobench check` (merged into the family's earlier test results)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per test run")
     p.add_argument("--source", choices=("head", "worktree"), default="head")
@@ -298,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="only rewrite REPORT.md")
     args = p.parse_args(argv)
     args.argv = argv
+    args.check = args.check or args.check_only
     from report import write_report
 
     if args.report:
@@ -320,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_family(fam, chosen, args)
         path = RESULTS / f"{family_key(fam)}.json"
         old = json.loads(path.read_text()) if path.exists() else None
-        result = merge(old, result, set(args.mutant), {m.id for m in mutants})
+        result = merge(old, result, set(args.mutant), {m.id for m in mutants}, args.check_only)
         path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {write_report()}")
     return 0
