@@ -141,6 +141,7 @@ class SparseHO(FiniteSumSamplers, Problem):
         self.x_autodiff = x_tr.to_dense() if small else x_tr
         self.z = _scaled_rows(x_tr, -y_tr)  # Z = −y ⊙ X, so that s = σ(Zθ)
         self.z_t = self.z.t().to_sparse_csr()  # Zᵀ as CSR: fast products
+        self.x_val_t = x_va.t().to_sparse_csr()
         self.n_inner_samples, self.n_outer_samples = n_tr, n_va
         # ‖x_i‖ ≤ 1 for tf-idf rows, so λ_max(XᵀX)/(4n) ≤ max ‖x_i‖²/4
         self.lipschitz_data = float((x_tr.values() ** 2).sum()) / (4 * n_tr)
@@ -189,11 +190,13 @@ class SparseHO(FiniteSumSamplers, Problem):
         return lam.exp() * theta * v
 
     def outer_grads_oracle(self, theta, lam, batch=None):
-        x, y = ((self.x_val, self.y_val) if batch is None
-                else (rows(self.x_val, batch), self.y_val[batch]))
+        if batch is None:
+            x, x_t, y = self.x_val, self.x_val_t, self.y_val
+        else:
+            x, y = rows(self.x_val, batch), self.y_val[batch]
+            x_t = x.t().to_sparse_csr()
         s = torch.sigmoid(-y * (x @ theta))
-        zv = _scaled_rows(x, -y * s / x.shape[0])
-        return zv.t().to_sparse_csr() @ torch.ones_like(y), torch.zeros_like(lam)
+        return x_t @ (-y * s / x.shape[0]), torch.zeros_like(lam)
 
     def init_outer(self, generator):
         return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=self.dtype,
