@@ -14,6 +14,7 @@ implements ``init(problem, theta0, lam0, generator) -> State`` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -176,6 +177,39 @@ def init_dependence_reason(problem: type[Problem]) -> str | None:
     return None
 
 
+#: inner solvers of the implicit entries: their hypergradient uses the inner optimality
+#: condition ∇_θ g(θ*, λ) = 0, which does not depend on the solver that approaches θ*
+INNER_SOLVERS = ("gd", "momentum", "adam")
+
+
+def inner_solve(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+                solver: str = "gd", sample: Callable[[], Any] | None = None,
+                momentum: float = 0.9) -> Tensor:
+    """``steps`` steps of ``solver`` on g(·, λ) from θ at step size η = ``lr``, no graph kept;
+    the solver's state (previous iterate, moments) starts fresh at every call.
+
+    - ``gd``: θ ← θ − η ∇g (:func:`autodiff.gradient_descent`);
+    - ``momentum``: heavy ball (Polyak 1964), θ_{t+1} = θ_t − η ∇g(θ_t) + β (θ_t − θ_{t−1}),
+      β = ``momentum``;
+    - ``adam``: Kingma & Ba 2015, Alg. 1 with β₁ = 0.9, β₂ = 0.999, ε = 1e-8 (bias-corrected
+      moments), θ ← θ − η m̂ / (√v̂ + ε).
+    """
+    if solver == "gd":
+        return autodiff.gradient_descent(problem, theta, lam, steps, lr, sample=sample)
+    theta = theta.detach()
+    previous, m, v = theta, torch.zeros_like(theta), torch.zeros_like(theta)
+    for t in range(1, steps + 1):
+        g = autodiff.inner_grad(problem, theta, lam, sample() if sample is not None else None)
+        if solver == "momentum":
+            theta, previous = theta - lr * g + momentum * (theta - previous), theta
+        else:
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g * g
+            m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
+            theta = theta - lr * m_hat / (v_hat.sqrt() + 1e-8)
+    return theta
+
+
 class DoubleLoop(Algorithm):
     """Inner solver (T steps, warm or cold start) + hypergradient estimator + outer optimizer.
 
@@ -218,9 +252,9 @@ class DoubleLoop(Algorithm):
         """
         gen = state.extra["generator"]
         sample = (lambda: problem.sample_inner_batch(gen)) if stochastic else None
-        return autodiff.gradient_descent(problem, self.start_theta(problem, state, lam), lam,
-                                         self.inner_steps, self.inner_lr_at(problem, lam),
-                                         sample=sample)
+        return inner_solve(problem, self.start_theta(problem, state, lam), lam,
+                           self.inner_steps, self.inner_lr_at(problem, lam),
+                           self.config.get("inner_solver", "gd"), sample=sample)
 
     def step(self, problem: Problem, state: State) -> State:
         theta, hypergrad = self.hypergradient(problem, state)
@@ -239,6 +273,11 @@ class ImplicitDoubleLoop(DoubleLoop):
     Subclasses give the linear solver :meth:`solve`; the previous v is passed to it so that
     iterative solvers can warm-start (as HOAG does, Pedregosa 2016, Alg. 1).
     """
+
+    params = {**DOUBLE_LOOP_PARAMS,
+              "inner_solver": Param(str, "gd", "solver of the T inner steps (gd, heavy-ball "
+                                    "momentum 0.9, adam); the IFT needs only ∇_θ g = 0",
+                                    choices=INNER_SOLVERS)}
 
     def hypergradient(self, problem: Problem, state: State) -> tuple[Tensor, Tensor]:
         lam = state.lam.detach()
