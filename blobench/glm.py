@@ -282,3 +282,45 @@ class SolutionCache:
         theta = self.solve(lam, self.entries[-1][1] if self.entries else None)
         self.entries = [*self.entries[-(self.size - 1):], (lam.clone(), theta)]
         return theta
+
+
+class IterativeGroundTruth:
+    """Mixin of a problem too large for dense solves (list it before ``Problem``): ground truth
+    from the problem's own analytic oracles (``inner_grad_oracle``, ``inner_hessian_operator``,
+    ``mixed_oracle``, ``outer_grads_oracle``, checked against autodiff by the tests).
+
+    θ*(λ) by :func:`newton_cg` to ‖∇_θ g‖ ≤ ``gt_tol``, cached per λ (:class:`SolutionCache`);
+    dF/dλ = ∇_λ f − J v with H v = ∇_θ f solved by :func:`cg_solve` to a relative residual
+    ≤ ``gt_tol``. ``gt_tol`` = 1e-10 in float64, 1e-4 in float32 (float32's floor on ‖∇_θ g‖
+    is ~1e-5 on the full cleaning problem). The achieved values of the last solves are
+    :meth:`ground_truth_metrics` (``gt_inner_grad_norm``, ``gt_cg_residual``), which the
+    problems report from ``evaluate``. Call :meth:`init_ground_truth` at the end of ``build``.
+    """
+
+    def init_ground_truth(self, dtype: torch.dtype) -> None:
+        self.gt_tol = 1e-10 if dtype == torch.float64 else 1e-4
+        self.solution = SolutionCache(self._newton)
+        self.gt_inner_grad_norm = self.gt_cg_residual = float("nan")
+
+    def _newton(self, lam: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+        theta0 = (torch.zeros(self.dim_inner, dtype=lam.dtype, device=lam.device)
+                  if start is None else start)
+        theta, self.gt_inner_grad_norm = newton_cg(
+            lambda t: self.inner_loss(t, lam), lambda t: self.inner_grad_oracle(t, lam),
+            lambda t: self.inner_hessian_operator(t, lam), theta0, self.gt_tol)
+        return theta
+
+    def inner_solution(self, lam: torch.Tensor) -> torch.Tensor:
+        return self.solution(lam)
+
+    def exact_hypergradient(self, lam: torch.Tensor) -> torch.Tensor:
+        lam = lam.detach()
+        theta = self.inner_solution(lam)
+        grad_theta, grad_lam = self.outer_grads_oracle(theta, lam)
+        v, self.gt_cg_residual = cg_solve(self.inner_hessian_operator(theta, lam), grad_theta,
+                                          self.gt_tol)
+        return grad_lam - self.mixed_oracle(theta, lam, v)
+
+    def ground_truth_metrics(self) -> dict[str, float]:
+        return {"gt_inner_grad_norm": self.gt_inner_grad_norm,
+                "gt_cg_residual": self.gt_cg_residual}

@@ -56,7 +56,7 @@ from blobench.problem import Budget, Problem
 from blobench.sampling import FiniteSumSamplers, sampling_param
 
 
-class Hyperclean(FiniteSumSamplers, Problem):
+class Hyperclean(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
     name = "hyperclean"
     family = "data cleaning"
     reference = ("Franceschi et al. 2017 (ICML) sec. 5.1; Dagréou et al. 2022 (NeurIPS, "
@@ -91,7 +91,6 @@ class Hyperclean(FiniteSumSamplers, Problem):
     def build(self, generator: torch.Generator) -> None:
         c = self.config
         self.dtype = torch_dtype(c["dtype"])
-        self.gt_tol = 1e-10 if self.dtype == torch.float64 else 1e-4
         data = load_dataset(c["dataset"])
         parts = three_way(data, c["n_train"], c["n_val"], c["n_test"], generator, self.name,
                           c["dataset"])
@@ -106,8 +105,7 @@ class Hyperclean(FiniteSumSamplers, Problem):
         self.n_classes = 10
         self.n_inner_samples, self.n_outer_samples = len(y_tr), len(y_va)
         self.lipschitz_data = glm.softmax_smoothness(self.x)
-        self.solution = glm.SolutionCache(self._newton)
-        self.gt_inner_grad_norm, self.gt_cg_residual = float("nan"), float("nan")
+        self.init_ground_truth(self.dtype)
 
     @property
     def dim_inner(self) -> int:
@@ -175,28 +173,4 @@ class Hyperclean(FiniteSumSamplers, Problem):
             return {"test_accuracy": accuracy, "test_loss": loss,
                     **datasets.detection_metrics(torch.sigmoid(lam), self.corrupted,
                                                  self.config["flag_threshold"]),
-                    "gt_inner_grad_norm": self.gt_inner_grad_norm,
-                    "gt_cg_residual": self.gt_cg_residual}
-
-    # ----------------------------------------------------------- ground truth
-    def _newton(self, lam, start):
-        w, mu = torch.sigmoid(lam), self.config["l2"]
-        theta, gnorm = glm.newton_cg(
-            lambda t: glm.softmax_loss(t, self.x, self.y, w) + glm.ridge_penalty(t, mu),
-            lambda t: glm.softmax_grad(t, self.x, self.y, w) + mu * t,
-            lambda t: self.inner_hessian_operator(t, lam),
-            torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
-            if start is None else start, self.gt_tol)
-        self.gt_inner_grad_norm = gnorm
-        return theta
-
-    def inner_solution(self, lam):
-        return self.solution(lam)
-
-    def exact_hypergradient(self, lam):
-        lam = lam.detach()
-        theta = self.inner_solution(lam)
-        grad_f, _ = self.outer_grads_oracle(theta, lam)
-        v, self.gt_cg_residual = glm.cg_solve(self.inner_hessian_operator(theta, lam), grad_f,
-                                              self.gt_tol)
-        return -self.mixed_oracle(theta, lam, v)
+                    **self.ground_truth_metrics()}

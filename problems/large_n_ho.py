@@ -61,7 +61,7 @@ def glm_features(data: dict[str, torch.Tensor], parts: list, dtype: torch.dtype,
     return xs, [torch.searchsorted(classes, y) for _, y in parts], len(classes)
 
 
-class LargeNHO(FiniteSumSamplers, Problem):
+class LargeNHO(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
     name = "large_n_ho"
     family = "hyperparameter optimization"
     reference = ("Dagréou et al. 2022 (NeurIPS, benchopt ijcnn1/covtype); Pedregosa 2016 "
@@ -93,7 +93,6 @@ class LargeNHO(FiniteSumSamplers, Problem):
     def build(self, generator: torch.Generator) -> None:
         c = self.config
         self.dtype = torch_dtype(c["dtype"])
-        self.gt_tol = 1e-10 if self.dtype == torch.float64 else 1e-4
         data = load_dataset(c["dataset"])
         parts = three_way(data, c["n_train"], c["n_val"], c["n_test"], generator, self.name,
                           c["dataset"])
@@ -103,8 +102,7 @@ class LargeNHO(FiniteSumSamplers, Problem):
         self.n_features = self.x.shape[1]
         self.n_inner_samples, self.n_outer_samples = len(self.y), len(self.y_val)
         self.lipschitz_data = glm.softmax_smoothness(self.x)
-        self.solution = glm.SolutionCache(self._newton)
-        self.gt_inner_grad_norm, self.gt_cg_residual = float("nan"), float("nan")
+        self.init_ground_truth(self.dtype)
 
     @property
     def dim_inner(self) -> int:
@@ -173,27 +171,4 @@ class LargeNHO(FiniteSumSamplers, Problem):
             loss, accuracy = glm.softmax_scores(theta, self.x_test, self.y_test)
             return {"test_loss": loss, "test_accuracy": accuracy,
                     "val_loss": float(self.outer_loss(theta, lam)),
-                    "gt_inner_grad_norm": self.gt_inner_grad_norm,
-                    "gt_cg_residual": self.gt_cg_residual}
-
-    # ----------------------------------------------------------- ground truth
-    def _newton(self, lam, start):
-        r = self.ridge(lam)
-        theta, self.gt_inner_grad_norm = glm.newton_cg(
-            lambda t: glm.softmax_loss(t, self.x, self.y) + glm.ridge_penalty(t, r),
-            lambda t: glm.softmax_grad(t, self.x, self.y) + r * t,
-            lambda t: self.inner_hessian_operator(t, lam),
-            torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
-            if start is None else start, self.gt_tol)
-        return theta
-
-    def inner_solution(self, lam):
-        return self.solution(lam)
-
-    def exact_hypergradient(self, lam):
-        lam = lam.detach()
-        theta = self.inner_solution(lam)
-        grad_f, _ = self.outer_grads_oracle(theta, lam)
-        v, self.gt_cg_residual = glm.cg_solve(self.inner_hessian_operator(theta, lam), grad_f,
-                                              self.gt_tol)
-        return -self.mixed_oracle(theta, lam, v)
+                    **self.ground_truth_metrics()}

@@ -88,7 +88,7 @@ def _scaled_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
                                    size=x.shape, check_invariants=False)
 
 
-class SparseHO(FiniteSumSamplers, Problem):
+class SparseHO(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
     name = "sparse_ho"
     family = "hyperparameter optimization"
     reference = "Pedregosa 2016 (ICML, HOAG) 20news; Dagréou et al. 2022 (benchopt)"
@@ -120,7 +120,6 @@ class SparseHO(FiniteSumSamplers, Problem):
     def build(self, generator: torch.Generator) -> None:
         c = self.config
         self.dtype = torch_dtype(c["dtype"])
-        self.gt_tol = 1e-10 if self.dtype == torch.float64 else 1e-4
         n_tr, n_va, n_te = c["n_train"], c["n_val"], c["n_test"]
         if c["source"] == "synthetic":
             x, y = synthetic_text(n_tr + n_va + n_te, c["n_features"], c["words_per_doc"],
@@ -145,8 +144,7 @@ class SparseHO(FiniteSumSamplers, Problem):
         self.n_inner_samples, self.n_outer_samples = n_tr, n_va
         # ‖x_i‖ ≤ 1 for tf-idf rows, so λ_max(XᵀX)/(4n) ≤ max ‖x_i‖²/4
         self.lipschitz_data = float((x_tr.values() ** 2).sum()) / (4 * n_tr)
-        self.solution = glm.SolutionCache(self._newton)
-        self.gt_inner_grad_norm, self.gt_cg_residual = float("nan"), float("nan")
+        self.init_ground_truth(self.dtype)
 
     @property
     def dim_inner(self) -> int:
@@ -216,26 +214,4 @@ class SparseHO(FiniteSumSamplers, Problem):
             loss, accuracy = glm.logistic_scores(theta, self.x_test, self.y_test)
             return {"test_loss": loss, "test_accuracy": accuracy,
                     "val_loss": float(self.outer_loss(theta, lam)),
-                    "gt_inner_grad_norm": self.gt_inner_grad_norm,
-                    "gt_cg_residual": self.gt_cg_residual}
-
-    # ----------------------------------------------------------- ground truth
-    def _newton(self, lam, start):
-        theta, self.gt_inner_grad_norm = glm.newton_cg(
-            lambda t: self.inner_loss(t, lam),
-            lambda t: self.inner_grad_oracle(t, lam),
-            lambda t: self.inner_hessian_operator(t, lam),
-            torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
-            if start is None else start, self.gt_tol)
-        return theta
-
-    def inner_solution(self, lam):
-        return self.solution(lam)
-
-    def exact_hypergradient(self, lam):
-        lam = lam.detach()
-        theta = self.inner_solution(lam)
-        grad_f, _ = self.outer_grads_oracle(theta, lam)
-        v, self.gt_cg_residual = glm.cg_solve(self.inner_hessian_operator(theta, lam), grad_f,
-                                              self.gt_tol)
-        return -self.mixed_oracle(theta, lam, v)
+                    **self.ground_truth_metrics()}
