@@ -324,3 +324,20 @@ class IterativeGroundTruth:
     def ground_truth_metrics(self) -> dict[str, float]:
         return {"gt_inner_grad_norm": self.gt_inner_grad_norm,
                 "gt_cg_residual": self.gt_cg_residual}
+
+
+class ExpPenaltyDefaults:
+    """Mixin of the problems whose inner ridge is e^λ (``large_n_ho``, ``sparse_ho``):
+    λ₀ = ``init_log_reg`` in every coordinate, θ₀ = 0 (in the problem's ``dtype``), and the
+    inner step 1/L with L = ``lipschitz_data`` + max e^λ (the data term's smoothness plus the
+    largest penalty)."""
+
+    def init_outer(self, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=self.dtype,
+                          device=self.device)
+
+    def init_inner(self, lam: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
+
+    def inner_step_size(self, lam: torch.Tensor) -> float:
+        return 1.0 / (self.lipschitz_data + float(lam.detach().exp().max()))

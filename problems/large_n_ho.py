@@ -61,7 +61,8 @@ def glm_features(data: dict[str, torch.Tensor], parts: list, dtype: torch.dtype,
     return xs, [torch.searchsorted(classes, y) for _, y in parts], len(classes)
 
 
-class LargeNHO(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
+class LargeNHO(glm.IterativeGroundTruth, glm.ExpPenaltyDefaults, FiniteSumSamplers,
+                Problem):
     name = "large_n_ho"
     family = "hyperparameter optimization"
     reference = ("Dagréou et al. 2022 (NeurIPS, benchopt ijcnn1/covtype); Pedregosa 2016 "
@@ -152,16 +153,6 @@ class LargeNHO(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
 
     def outer_grads_oracle(self, theta, lam, batch=None):
         return glm.softmax_grad(theta, *self._val(batch)), torch.zeros_like(lam)
-
-    def init_outer(self, generator):
-        return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=self.dtype,
-                          device=self.device)
-
-    def init_inner(self, lam, generator):
-        return torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
-
-    def inner_step_size(self, lam):
-        return 1.0 / (self.lipschitz_data + float(lam.detach().exp().max()))
 
     def outer_step_size(self):
         return 1.0

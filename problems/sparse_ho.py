@@ -88,7 +88,8 @@ def _scaled_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
                                    size=x.shape, check_invariants=False)
 
 
-class SparseHO(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
+class SparseHO(glm.IterativeGroundTruth, glm.ExpPenaltyDefaults, FiniteSumSamplers,
+                Problem):
     name = "sparse_ho"
     family = "hyperparameter optimization"
     reference = "Pedregosa 2016 (ICML, HOAG) 20news; Dagréou et al. 2022 (benchopt)"
@@ -195,16 +196,6 @@ class SparseHO(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
             x_t = x.t().to_sparse_csr()
         s = torch.sigmoid(-y * (x @ theta))
         return x_t @ (-y * s / x.shape[0]), torch.zeros_like(lam)
-
-    def init_outer(self, generator):
-        return torch.full((self.dim_outer,), self.config["init_log_reg"], dtype=self.dtype,
-                          device=self.device)
-
-    def init_inner(self, lam, generator):
-        return torch.zeros(self.dim_inner, dtype=self.dtype, device=self.device)
-
-    def inner_step_size(self, lam):
-        return 1.0 / (self.lipschitz_data + float(lam.detach().exp().max()))
 
     def outer_step_size(self):
         return 1.0
