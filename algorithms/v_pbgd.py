@@ -19,10 +19,15 @@ IFT hypergradient as γ → ∞ (the paper's Theorem 2, ε-stationarity with γ 
 
 Step sizes: ẑ at the problem's 1/L (``inner_lr``); θ at 1/(L (1 + γ)) (the smoothness of F_γ
 in θ when ‖∇²_θθ f‖ ≤ L); λ at γ_λ = None → 0.1 · ``problem.outer_step_size``. Defaults:
-γ = 10, T = 10, one θ step. G-PBGD (the gradient-norm penalty ‖∇_θ g‖² of the same paper) is
-not a mode here: it is the ``penalty`` entry's objective (Mehra & Hamm) without its schedule.
-Cost per outer step: T + theta_steps + 1 inner gradients (with ∇_λ g), theta_steps + 1 outer
-gradients; no second derivatives. Memory O(dim θ + dim λ).
+γ = 10, T = 10, one θ step.
+
+``mode=gradient`` is the paper's G-PBGD (§3, the gradient-norm penalty, for lower levels with
+the PL property): F_γ = f + γ ‖∇_θ g‖², ∇_λ F_γ = ∇_λ f + 2γ J ∇_θ g, ∇_θ F_γ = ∇_θ f +
+2γ H ∇_θ g (Hessian- and mixed-vector products; no ẑ), θ at 1/(L (1 + 2γL)). At a θ-stationary
+point 2γ ∇_θ g = −H⁻¹ ∇_θ f, so ∇_λ F_γ is the IFT formula at θ_γ (θ_γ − θ* = O(1/γ)).
+Cost per outer step (value mode): T + theta_steps + 1 inner gradients (with ∇_λ g),
+theta_steps + 1 outer gradients; no second derivatives (gradient mode: theta_steps + 1 HVPs).
+Memory O(dim θ + dim λ).
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ from __future__ import annotations
 from blobench import autodiff
 from blobench.params import POSITIVE, Param
 from blobench.single_loop import SingleLoop, or_default, outer_lr_default, sgd_outer_step
+
+
+def gradient_penalty_grads(problem, theta, lam, gamma: float):
+    """G-PBGD's (∇_λ F_γ, ∇_θ F_γ) for F_γ = f + γ ‖∇_θ g‖² (full batches)."""
+    f_theta, f_lam = autodiff.outer_grads(problem, theta, lam)
+    ops = autodiff.InnerDerivatives(problem, theta, lam)
+    w = 2.0 * gamma * ops.grad
+    return f_lam + ops.mixed(w), f_theta + ops.hvp(w)
 
 
 def value_penalty_grads(problem, theta, z, lam, gamma: float):
@@ -52,6 +65,8 @@ class VPBGD(SingleLoop):
                           optional=True, **POSITIVE),
         "outer_lr": Param(float, None, "step on λ; None = 0.1 × the problem's default",
                           optional=True, **POSITIVE),
+        "mode": Param(str, "value", "penalty: value gap g − v (V-PBGD) or ‖∇_θ g‖² (G-PBGD)",
+                      choices=("value", "gradient")),
     }
 
     def setup(self, problem, state):
@@ -60,20 +75,30 @@ class VPBGD(SingleLoop):
     def theta_phase(self, problem, state, steps: int) -> None:
         """``steps`` gradient steps on θ along ∇_θ F_γ at the current λ and ẑ."""
         lam = state.lam.detach()
-        lr = or_default(self.inner_lr, problem.inner_step_size(lam)) / (1.0 + self.penalty)
+        s = or_default(self.inner_lr, problem.inner_step_size(lam))
+        gradient_mode = self.mode == "gradient"
+        lr = s / (1.0 + 2.0 * self.penalty / s) if gradient_mode else s / (1.0 + self.penalty)
         for _ in range(steps):
-            f_theta, _ = autodiff.outer_grads(problem, state.theta, lam)
-            g_theta = autodiff.inner_grad(problem, state.theta, lam)
-            state.theta = state.theta - lr * (f_theta + self.penalty * g_theta)
+            if gradient_mode:
+                _, direction = gradient_penalty_grads(problem, state.theta, lam, self.penalty)
+            else:
+                f_theta, _ = autodiff.outer_grads(problem, state.theta, lam)
+                g_theta = autodiff.inner_grad(problem, state.theta, lam)
+                direction = f_theta + self.penalty * g_theta
+            state.theta = state.theta - lr * direction
 
     def step(self, problem, state):
         lam = state.lam.detach()
-        lr = or_default(self.inner_lr, problem.inner_step_size(lam))
-        state.extra["z"] = autodiff.gradient_descent(problem, state.extra["z"], lam,
-                                                     self.inner_steps, lr)
-        self.theta_phase(problem, state, self.theta_steps)
-        grad_lam, _ = value_penalty_grads(problem, state.theta, state.extra["z"], lam,
-                                          self.penalty)
+        if self.mode == "gradient":
+            self.theta_phase(problem, state, self.theta_steps)
+            grad_lam, _ = gradient_penalty_grads(problem, state.theta, lam, self.penalty)
+        else:
+            lr = or_default(self.inner_lr, problem.inner_step_size(lam))
+            state.extra["z"] = autodiff.gradient_descent(problem, state.extra["z"], lam,
+                                                         self.inner_steps, lr)
+            self.theta_phase(problem, state, self.theta_steps)
+            grad_lam, _ = value_penalty_grads(problem, state.theta, state.extra["z"], lam,
+                                              self.penalty)
         sgd_outer_step(state, grad_lam, outer_lr_default(self.outer_lr, problem))
         state.extra["k"] += 1
         return state
