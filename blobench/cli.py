@@ -75,7 +75,8 @@ def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
 def add_common(p: argparse.ArgumentParser, results: bool = True) -> None:
     """``--plugins`` (and ``--results``) as every subcommand spells them."""
     p.add_argument("--plugins", action="append", default=[], metavar="DIR",
-                   help="extra folder of problem/algorithm files (repeatable)")
+                   help="extra folder of problem/algorithm files (repeatable); "
+                        "EXECUTES the code it loads: only folders you trust")
     if results:
         p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
                        help=f"results store (default: {DEFAULT_RESULTS}/)")
@@ -137,7 +138,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tuned", action="store_true", default=s,
                    help="ignore tuned settings: every unset parameter at its default")
     p.add_argument("--plugins", action="append", metavar="DIR", default=s,
-                   help="extra folder of problem/algorithm files (repeatable)")
+                   help="extra folder of problem/algorithm files (repeatable); "
+                        "EXECUTES the code it loads: only folders you trust")
     p.add_argument("--results", metavar="DIR", default=s,
                    help=f"results store (default: {DEFAULT_RESULTS}/)")
     p.add_argument("--config", metavar="FILE",

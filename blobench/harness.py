@@ -34,6 +34,7 @@ from blobench.registry import Registry
 from blobench.spec import expand, format_entry
 from blobench.store import SCHEMA_VERSION
 from blobench.validate import check_losses
+from blobench.validate import device as check_device
 from blobench.version import code_version, git_describe
 
 
@@ -102,12 +103,12 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
     100 steps is not the tuned one for 3. Its label then shows those parameters and
     ``Cell.tuned`` records where they came from.
 
-    Returns the cells and the skipped (problem, algorithm, reason) pairs.
+    Returns the cells and the skipped (problem, algorithm, reason) pairs. A grid point given
+    twice (``-a x -a x``, ``[k=[5,5]]``, or a value equal to the default) is one cell.
     """
     if not seeds:
         raise UserError("at least one seed is needed (--seeds N with N >= 1)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    check_device(device)  # a typo is an error now, not a cell that dies later
     cells, skipped = [], []
     prob_points = []
     for text in problems:
@@ -160,7 +161,8 @@ def plan(registry: Registry, problems: list[str], algorithms: list[str], seeds: 
                     eval_every=eval_every or budget.eval_every, threads=threads,
                     plugins=tuple(str(Path(p).resolve()) for p in plugins),
                     tuned=provenance))
-    return cells, skipped
+    unique = {cell.config_id(): cell for cell in reversed(cells)}  # the first of duplicates
+    return [cell for cell in cells if unique[cell.config_id()] is cell], skipped
 
 
 def cell_version(registry: Registry, cell: Cell) -> str:

@@ -6,8 +6,9 @@ a plugin folder — the repository's ``problems/`` and ``algorithms/``, any fold
 ``--plugins`` — or in a module named by an entry point of the ``blobench.problems`` /
 ``blobench.algorithms`` groups. Adding an entry is adding a file: there is no central list.
 
-A file that fails to import is recorded in :attr:`Registry.errors` (file and message) and
-the other files still load.
+A file that fails to import — an exception, or ``sys.exit()`` at import — is recorded in
+:attr:`Registry.errors` (file and message) and the other files still load. Loading a plugin
+folder **executes its code** (it is imported): only load folders you trust.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class Registry:
             modname = f"blobench_plugins.{folder.name}_{tag}.{path.stem}"
             try:
                 module = sys.modules.get(modname) or _import_file(modname, path)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
+                # a plugin is code run at import: its sys.exit() costs that file only, never
+                # the command (a user's Ctrl-C still stops the command)
                 self.errors.append((str(path), _one_line(exc)))
                 continue
             self._collect(module, path)
@@ -68,7 +71,7 @@ class Registry:
             for ep in entry_points(group=group):
                 try:
                     obj = ep.load()
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     self.errors.append((f"entry point {ep.name} ({ep.value})", _one_line(exc)))
                     continue
                 if inspect.ismodule(obj):

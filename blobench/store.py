@@ -8,7 +8,9 @@ SHA-256 of its own payload; a record that fails to parse or to match it is repor
 corrupt and its cell is run again — never silently read. JSON holds no executable content.
 Anyone can recompute that checksum, so a record is also checked against the fields and types
 readers rely on (:func:`blobench.validate.record_problem`) and its key against its file name;
-only regular files are read (a FIFO named ``*.json`` does not block a reader).
+only regular files are read (a FIFO named ``*.json`` does not block a reader). A writer
+killed mid-write leaves a ``.tmp-<pid>@<host>@*.json`` file, never a record; the next writer
+on that host removes it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -49,6 +52,28 @@ def _read_regular(path: Path) -> str:
         return fh.read().decode()
 
 
+def _tmp_prefix() -> str:
+    """Temporary files are ``.tmp-<pid>@<host>@<random>.json``: their writer is known."""
+    return f".tmp-{os.getpid()}@{socket.gethostname()}@"
+
+
+def sweep_orphans(root: Path) -> bool:
+    """Remove the temporary files left in ``root`` by writers of this host that died
+    mid-write (``kill -9``); a live writer's file, or another host's, is left alone."""
+    host = socket.gethostname()
+    for path in root.glob(".tmp-*@*@*.json"):
+        pid, _, rest = path.name[len(".tmp-"):].partition("@")
+        if not pid.isdigit() or rest.partition("@")[0] != host:
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:  # alive (another user's) or unknowable: keep it
+            pass
+    return True
+
+
 class ResultsStore:
     """A folder of cell records; see the module docstring."""
 
@@ -58,6 +83,7 @@ class ResultsStore:
         self.root = writable_folder("results folder", root)  # created by the first write
         #: (file, reason) of every corrupt record met so far
         self.corrupt: list[tuple[str, str]] = []
+        self._swept = False
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"
@@ -69,8 +95,10 @@ class ResultsStore:
         if not KEY.fullmatch(str(record["key"])):
             raise ValueError(f"record key {record['key']!r} is not a hexadecimal hash")
         target = self.path(record["key"])
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+        if not self._swept:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._swept = sweep_orphans(self.root)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_tmp_prefix(), suffix=".json")
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(payload, fh, sort_keys=True, default=str)

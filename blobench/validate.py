@@ -234,11 +234,17 @@ def check_args(args: Any) -> None:
         raise UserError(f"--seeds {seeds}: at most {MAX_SEEDS}")
     bounded_seconds("--cell-timeout", getattr(args, "cell_timeout", None))
     seconds = getattr(args, "max_seconds", None)
-    if seconds is not None and not math.isfinite(seconds) and getattr(args, "steps", 1) is None:
+    unbounded = seconds is not None and not math.isfinite(seconds)
+    if unbounded and getattr(args, "steps", None) is None:
         raise UserError("--max-seconds inf without --steps would never stop; give a finite "
                         "--max-seconds or --steps")
     if seconds is not None:
         bounded_seconds("--max-seconds", seconds if math.isfinite(seconds) else None)
+    if getattr(args, "in_process", False) and (
+            getattr(args, "n_jobs", None) not in (None, 1) or getattr(args, "backend", "local")
+            != "local" or getattr(args, "cell_timeout", None) is not None):
+        raise UserError("--in-process runs cells one by one in this process: it cannot be "
+                        "combined with --n-jobs N > 1, --backend dask or --cell-timeout")
     scheduler = getattr(args, "scheduler", None)
     if scheduler is not None and not _SCHEDULER.fullmatch(scheduler):
         raise UserError(f"--scheduler {scheduler!r} is not an address like tcp://host:8786")
@@ -259,6 +265,8 @@ def check_args(args: Any) -> None:
         writable_file("--out", out)
     if command == "new" and getattr(args, "dir", None) is not None:
         writable_folder("--dir", args.dir)
+    if command == "tune" and getattr(args, "only", None):
+        tunable_names(args.only, args.algorithm, args.plugins)
     if command == "bench" and getattr(args, "report", None) is not None:
         base = Path(args.report)  # as blobench.bench.write_report names its two files
         base = base.with_suffix("") if base.suffix in (".md", ".json") else base
@@ -266,6 +274,27 @@ def check_args(args: Any) -> None:
         if base.parent.is_dir():
             for suffix in (".json", ".md"):
                 writable_file("--report", base.with_suffix(suffix))
+
+
+def tunable_names(only: list[str], algorithms: list[str], plugins: list[str]) -> None:
+    """``tune --only NAME``: each NAME must be a dimension of the search space of one of the
+    selected algorithms (all when none is selected), else nothing would be searched."""
+    from blobench.registry import get_registry
+    from blobench.spec import expand
+    from blobench.tuning import search_space
+
+    registry = get_registry(plugins)
+    names = [expand(text)[0] for text in algorithms] or sorted(registry.algorithms)
+    space: set[str] = set()
+    for name in names:
+        cls = registry.algorithms.get(name)
+        if cls is not None:  # an unknown algorithm is reported by the command itself
+            space |= set(search_space(cls, False)) | set(search_space(cls, True))
+    unknown = [name for name in only if name not in space]
+    if unknown and space:
+        raise UserError(f"--only {unknown[0]!r} is not in the search space of "
+                        f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}; "
+                        f"valid: {', '.join(sorted(space))}")
 
 
 @contextlib.contextmanager
@@ -281,3 +310,34 @@ def corrupt_report(enabled: bool = True) -> Iterator[None]:
             print(f"blobench: warning: corrupt record {path} ({reason}); left out",
                   file=sys.stderr)
     CORRUPT_MET.clear()
+
+
+# ----------------------------------------------------------------- a problem's losses
+def check_losses(problem: Any, theta0: Any, lam0: Any) -> None:
+    """Raise :class:`~blobench.errors.PluginError` naming the cause when a problem's loss
+    cannot carry a hypergradient: half precision (round-off ~1e-3 swamps it), an integer
+    dtype (no gradient), detached from θ and λ, or on another device than θ₀. Run once per
+    cell, after :meth:`~blobench.problem.Problem.check_api` (scalar tensors)."""
+    import torch
+
+    from blobench.errors import PluginError
+
+    theta = theta0.detach().clone().requires_grad_(True)
+    lam = lam0.detach().clone().requires_grad_(True)
+    for label, fn in (("inner_loss", problem.inner_loss), ("outer_loss", problem.outer_loss)):
+        value = fn(theta, lam)
+        if not isinstance(value, torch.Tensor):
+            continue  # check_api names it
+        where = f"problem {problem.name!r}: {label} returned"
+        if not value.dtype.is_floating_point:
+            raise PluginError(f"{where} dtype {value.dtype}: an integer loss has no gradient; "
+                              "compute it in float32 or float64")
+        if value.dtype in (torch.float16, torch.bfloat16):
+            raise PluginError(f"{where} dtype {value.dtype}: half precision is too coarse for "
+                              "hypergradients; compute it in float32 or float64")
+        if value.device != theta0.device:
+            raise PluginError(f"{where} a tensor on {value.device} but θ₀ is on "
+                              f"{theta0.device}: build the problem's tensors on its device")
+        if not value.requires_grad:
+            raise PluginError(f"{where} a tensor detached from θ and λ (no autograd graph: "
+                              ".item(), .detach(), numpy or torch.no_grad inside it)")

@@ -185,14 +185,143 @@ def test_reporting_commands_warn_about_each_junk_file_and_do_not_hang(store_copy
                   for w in warnings) == sorted(names)
 
 
-def main_in_process(argv: list[str]) -> tuple[int, str]:
-    """``blobench.cli.main(argv)`` in this process: (exit code, stderr)."""
+def main_in_process(argv: list[str]) -> tuple[int, str, str]:
+    """``blobench.cli.main(argv)`` in this process: (exit code, stdout, stderr)."""
     from blobench.cli import main
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             code = main(argv)
         except SystemExit as exc:  # argparse's own errors
             code = exc.code
-    return code, err.getvalue()
+    return code, out.getvalue(), err.getvalue()
+
+
+# ------------------------------------------------------------ the table (item 10)
+#: (argv, words of the one-line error). Placeholders: {store} the populated store (must stay
+#: byte-identical), {file} an existing file, {dir} an existing folder, {missing} a path that
+#: does not exist. Every command runs with the working directory in a scratch folder that
+#: must also be unchanged afterwards.
+TABLE = [
+    # run
+    (["run", "-p", "ridge"], "unknown problem 'ridge' (did you mean 'ridge_ho'?)"),
+    (["run", "-a", "implicit"], "unknown algorithm 'implicit'"),
+    (["run", "-a", "implicit_cg[cg_steps=-1]"], "cg_steps=-1 must be >= 1"),
+    (["run", "-a", "implicit_cg[cg_steps=[1,2]"], "unbalanced '['"),
+    (["run", "-a", "implicit_cg[nope=1]"], "nope"),
+    (["run", "-p", "ridge_ho", "--size", "huge"], "no size 'huge'"),
+    (["run", "--results", "/proc/nope"], "cannot be created"),
+    (["run", "--results", "{file}"], "exists and is not a folder"),
+    (["run", "--results", ""], "empty"),
+    (["run", "--plugins", "/nonexistent/dir"], "does not exist"),
+    (["run", "--seeds", "0"], "must be >= 1"),
+    (["run", "--seeds", "10000000"], "at most 10000"),
+    (["run", "--steps", "abc"], "expected a whole number"),
+    (["run", "--n-jobs", "0"], "must be >= 1"),
+    (["run", "--eval-every", "-3"], "must be >= 1"),
+    (["run", "--cell-timeout", "inf"], "--cell-timeout inf s is too large"),
+    (["run", "--cell-timeout", "1e12"], "--cell-timeout 1e+12 s is too large"),
+    (["run", "--cell-timeout", "-1"], "must be > 0"),
+    (["run", "--max-seconds", "inf"], "without --steps would never stop"),
+    (["run", "--max-seconds", "nan"], "must be > 0"),
+    (["run", "--backend", "slurm"], "invalid choice"),
+    (["run", "--backend", "dask", "--scheduler", "not a url"], "not an address"),
+    (["run", "--device", "garbage"], "'garbage' is not a device"),
+    (["run", "--device", "cuda:7"], "--device cuda:7"),
+    (["run", "--settings", "{dir}"], "is a folder, expected a file"),
+    (["run", "--settings", "{missing}"], "does not exist"),
+    (["run", "--config", "{missing}"], "missing"),
+    (["run", "-p", "ridge_ho", "-a", "unrolled", "--in-process", "--n-jobs", "2"],
+     "--in-process runs cells one by one"),
+    # tune
+    (["tune", "-p", "ridge_ho", "-a", "implicit_cg", "--only", "no_such_param"],
+     "--only 'no_such_param' is not in the search space"),
+    (["tune", "--settings", "{dir}"], "is a folder, expected a file"),
+    (["tune", "-p", "nope"], "unknown problem 'nope'"),
+    (["tune", "--seeds", "0", "-p", "ridge_ho"], "must be >= 1"),
+    # new
+    (["new", "algorithm", "Bad-Name"], "must be lower_snake_case"),
+    (["new", "algorithm", "x_hard", "--dir", "{file}"], "exists and is not a folder"),
+    (["new", "algorithm", "x_hard", "--dir", "/proc/x"], "cannot be created"),
+    (["new", "widget", "x_hard"], "invalid choice"),
+    (["new", "algorithm", "implicit_cg"], "already exists"),
+    # check
+    (["check", "nope"], "unknown algorithm 'nope'"),
+    (["check"], "name an algorithm"),
+    # leaderboard
+    (["leaderboard", "--results", "{store}", "--out", "{file}"], "exists and is not a folder"),
+    (["leaderboard", "--results", "{store}", "--out", "/proc/x"], "cannot be created"),
+    (["leaderboard", "--results", "{missing}"], "does not exist"),
+    (["leaderboard", "--results", "{store}", "--compare", "a_label", "b_label"], "a_label"),
+    # results
+    (["results", "--results", "{store}", "--out", "{missing}/x.csv"], "does not exist"),
+    (["results", "--results", "{store}", "--out", "{dir}"], "is a folder, expected a file"),
+    (["results", "--results", "{store}", "--out", "/proc/x.csv"], "cannot be written"),
+    (["results", "--results", "{store}", "--format", "xml"], "invalid choice"),
+    (["results", "--results", "{store}", "--format", "parquet"], "--out"),
+    # list, top level
+    (["list", "widgets"], "invalid choice"),
+    (["no_such_command"], "invalid choice"),
+    # bench
+    (["bench", "--report", "/proc/x/REPORT"], "cannot be"),
+    (["bench", "--report", "{file}/REPORT"], "exists and is not a folder"),
+    (["bench", "-p", "nope"], "no benchmark case for problem 'nope'"),
+    # reproduce, data
+    (["reproduce", "no_such_paper"], "no_such_paper"),
+    (["data", "fetch", "no_such_dataset"], "no_such_dataset"),
+]
+
+
+@pytest.fixture()
+def scratch(populated, tmp_path, monkeypatch) -> dict[str, str]:
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    (tmp_path / "a_file.txt").write_text("not a folder\n")
+    (tmp_path / "a_dir").mkdir()
+    return {"store": str(populated), "file": str(tmp_path / "a_file.txt"),
+            "dir": str(tmp_path / "a_dir"), "missing": str(tmp_path / "missing")}
+
+
+@pytest.mark.parametrize("argv, words", TABLE, ids=[" ".join(a)[:60] for a, _ in TABLE])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(populated, scratch, tmp_path,
+                                                          argv, words):
+    argv = [arg.format(**scratch) for arg in argv]
+    if "--results" not in argv and argv[0] in ("run", "tune", "leaderboard", "results"):
+        argv += ["--results", scratch["store"]]
+    store_before, scratch_before = snapshot(populated), snapshot(tmp_path)
+    code, _, err = main_in_process(argv)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert words in err
+    assert snapshot(populated) == store_before
+    assert snapshot(tmp_path) == scratch_before
+    assert not Path(scratch["missing"]).exists()
+
+
+def test_the_table_covers_every_subcommand_40_times():
+    from blobench.cli import build_parser
+
+    parser = build_parser(["run"])
+    commands = set(parser._subparsers._group_actions[0].choices)
+    assert len(TABLE) >= 40
+    assert commands - {argv[0] for argv, _ in TABLE} == set()
+
+
+def test_plugin_that_exits_at_import_is_named_and_the_rest_load(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "exits.py").write_text("import sys\nsys.exit(4)\n")
+    (plugins / "mine.py").write_text(
+        "from blobench.algorithm import ImplicitDoubleLoop\n"
+        "class Identity(ImplicitDoubleLoop):\n"
+        "    name = 'identity_hard_test'\n"
+        "    def solve(self, problem, ops, b, previous):\n"
+        "        return b\n")
+    code, out, err = main_in_process(["list", "algorithms", "--plugins", str(plugins)])
+    assert code == 0
+    assert "identity_hard_test" in out and "implicit_cg" in out
+    assert "exits.py" in err and "SystemExit: 4" in err
+    code, out, _ = main_in_process(["run", "--help"])
+    assert code == 0 and "EXECUTES the code it loads" in " ".join(out.split())

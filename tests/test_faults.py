@@ -138,3 +138,23 @@ def test_a_run_that_explodes_on_a_singular_hessian_is_diverged_with_its_step(tmp
                if isinstance(v, float))
     assert "outer loss = " in exploding["message"] and "grew over" in exploding["message"]
     assert calm["status"] == "ok" and calm["steps_done"] == 40
+
+
+@pytest.mark.parametrize("flaw, words", [
+    ("float16", "inner_loss returned dtype torch.float16: half precision is too coarse"),
+    ("int64", "inner_loss returned dtype torch.int64: an integer loss has no gradient"),
+    ("detached", "inner_loss returned a tensor detached from θ and λ"),
+    ("device", "inner_loss returned a tensor on meta but θ₀ is on cpu"),
+    ("nan_metric", "evaluate() returned nan for its primary metric 'test_loss'"),
+])
+def test_api_flaws_are_errors_that_name_their_cause(flaw, words):
+    from blobench.harness import plan, run_cell
+    from blobench.registry import get_registry
+
+    registry = get_registry([PLUGINS])
+    (cell,), _ = plan(registry, [f"fault_flawed[flaw={flaw}]"], ["implicit_cg"], [0], steps=3)
+    record = run_cell(registry, cell)
+    assert record["status"] == "error", record["message"]
+    assert words in record["message"]
+    (sane,), _ = plan(registry, ["fault_flawed"], ["implicit_cg"], [0], steps=3)
+    assert run_cell(registry, sane)["status"] == "ok"

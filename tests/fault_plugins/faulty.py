@@ -145,3 +145,45 @@ class SingularHessian(Problem):
 
     def evaluate(self, theta, lam):
         return {"test_loss": float(self.outer_loss(theta, lam))}
+
+
+class FlawedLosses(Problem):
+    """A sane quadratic whose ``flaw`` breaks the API in one way: the harness must name it."""
+
+    name = "fault_flawed"
+    params = {"flaw": Param(str, "sane", "what is broken", choices=(
+        "sane", "float16", "int64", "detached", "device", "nan_metric"))}
+    sizes = {"quick": {}, "full": {}}
+    dim_inner = 3
+    dim_outer = 3
+
+    def build(self, generator):
+        pass
+
+    def _loss(self, value):
+        flaw = self.config["flaw"]
+        if flaw == "float16":
+            return value.half()
+        if flaw == "int64":
+            return value.round().long()
+        if flaw == "detached":
+            return torch.tensor(float(value))
+        if flaw == "device":
+            return torch.zeros((), device="meta")
+        return value
+
+    def inner_loss(self, theta, lam, batch=None):
+        return self._loss(0.5 * ((theta - lam) ** 2).sum())
+
+    def outer_loss(self, theta, lam, batch=None):
+        return self._loss(0.5 * ((theta - 1.0) ** 2).sum())
+
+    def init_outer(self, generator):
+        return torch.zeros(3)
+
+    def init_inner(self, lam, generator):
+        return torch.zeros(3)
+
+    def evaluate(self, theta, lam):
+        nan = self.config["flaw"] == "nan_metric"
+        return {"test_loss": float("nan") if nan else float(((theta - 1.0) ** 2).sum())}
