@@ -123,3 +123,22 @@ def test_cell_dies_once_nobody_reads_its_result():
     finally:
         child.kill()
     assert code == -signal.SIGKILL
+
+
+def test_a_write_cut_by_kill_9_leaves_no_record_and_the_next_writer_sweeps_it(tmp_path):
+    import socket
+
+    from blobench.store import ResultsStore
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    orphan = tmp_path / f".tmp-{dead.pid}@{host}@abc.json"  # a dead writer of this host
+    live = tmp_path / f".tmp-{os.getpid()}@{host}@def.json"  # a write in progress
+    remote = tmp_path / f".tmp-{dead.pid}@another-host@ghi.json"  # not ours to judge
+    for path in (orphan, live, remote):
+        path.write_text('{"half": ')
+    store = ResultsStore(tmp_path)
+    assert list(store.records()) == [] and store.corrupt == []  # never read as records
+    store.write({"key": "ab" * 12, "status": "ok"})
+    assert not orphan.exists() and live.exists() and remote.exists()
