@@ -122,6 +122,22 @@ def start(problem, alg, lam: Tensor, theta: Tensor, seed: int = 0):
     return state
 
 
+def run_from_init(registry, problem, name: str, steps: int, seed: int = 0, **params):
+    """The state after ``steps`` outer steps of entry ``name`` from the problem's (θ₀, λ₀)."""
+    alg = registry.algorithm(name)(**params)
+    gen = torch.Generator().manual_seed(seed)
+    lam = problem.init_outer(gen)
+    state = alg.init(problem, problem.init_inner(lam, gen), lam, gen)
+    for _ in range(steps):
+        state = alg.step(problem, state)
+    return state
+
+
+def point(problem, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A random (λ, θ) of the problem's sizes."""
+    return randn(problem.dim_outer, seed, 0.5), randn(problem.dim_inner, seed + 1)
+
+
 def randn(n: int, seed: int, scale: float = 1.0) -> Tensor:
     return scale * torch.randn(n, generator=torch.Generator().manual_seed(seed),
                                dtype=torch.float64)

@@ -12,7 +12,7 @@ at γ₀ = 1e-2) — measured, not asserted.
 from __future__ import annotations
 
 import pytest
-import torch
+from fidelity_closed_forms import run_from_init
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,7 @@ def fsq(registry):
 
 
 def _error(registry, prob, name, steps, **params):
-    alg = registry.algorithm(name)(**params)
-    gen = torch.Generator().manual_seed(0)
-    lam = prob.init_outer(gen)
-    state = alg.init(prob, prob.init_inner(lam, gen), lam, gen)
-    for _ in range(steps):
-        state = alg.step(prob, state)
+    state = run_from_init(registry, prob, name, steps, **params)
     star = prob.truth.lam_star
     return float((state.lam - star).norm() / star.norm())
 

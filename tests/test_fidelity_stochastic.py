@@ -21,7 +21,9 @@ from fidelity_closed_forms import (
     CoupledForms,
     RidgeForms,
     neumann_by_hand,
+    point,
     randn,
+    run_from_init,
     scripted_ridge,
     start,
 )
@@ -36,10 +38,6 @@ def coupled(registry):
     return registry.problem("coupled_quadratic")(seed=2, dim_theta=6, dim_lambda=3, n_outer=8)
 
 
-def _point(problem, seed=0):
-    return randn(problem.dim_outer, seed, 0.5), randn(problem.dim_inner, seed + 1)
-
-
 # ------------------------------------------------------------------------ SOBA
 @pytest.mark.parametrize("given", [True, False], ids=["given-steps", "default-steps"])
 def test_soba_step_by_hand_at_step_3(registry, coupled, given):
@@ -49,7 +47,7 @@ def test_soba_step_by_hand_at_step_3(registry, coupled, given):
     cf = CoupledForms(coupled)
     params = {"inner_lr": 0.07, "outer_lr": 0.3} if given else {}
     alg = registry.algorithm("soba")(**params)
-    lam, theta = _point(coupled)
+    lam, theta = point(coupled)
     state = start(coupled, alg, lam, theta)
     v = randn(coupled.dim_inner, 5)
     state.extra["v"], state.extra["k"] = v.clone(), 3
@@ -69,7 +67,7 @@ def test_soba_first_step_is_undecayed(registry, coupled):
     """At k = 0 the decayed steps equal the base steps: (0 + 1)^-p = 1."""
     cf = CoupledForms(coupled)
     alg = registry.algorithm("soba")(inner_lr=0.05, outer_lr=0.2)
-    lam, theta = _point(coupled, 3)
+    lam, theta = point(coupled, 3)
     state = alg.step(coupled, start(coupled, alg, lam, theta))
     torch.testing.assert_close(state.theta, theta - 0.05 * cf.g_theta(theta, lam), **TOL)
     torch.testing.assert_close(state.lam, lam - 0.2 * cf.f_lam(theta, lam), **TOL)  # v₀ = 0
@@ -168,7 +166,7 @@ def test_ttsa_random_length_estimator_takes_the_papers_values(registry, coupled)
     tmax, beta, eta = 3, 0.05, 0.04
     alg = registry.algorithm("ttsa")(inner_lr=beta, neumann_lr=eta, neumann_terms=tmax,
                                      decay=False)
-    lam, theta0 = _point(coupled, 21)
+    lam, theta0 = point(coupled, 21)
     theta1 = theta0 - beta * cf.g_theta(theta0, lam)
     grad_f = cf.f_theta(theta1, lam)
     values, term = [], grad_f.clone()
@@ -196,7 +194,7 @@ def test_amigo_step_by_hand_with_warm_started_v(registry, coupled):
     t, m, alpha, beta, lr = 3, 4, 0.06, 0.05, 0.2
     alg = registry.algorithm("amigo")(inner_steps=t, linear_steps=m, inner_lr=alpha,
                                       linear_lr=beta, outer_lr=lr)
-    lam, theta = _point(coupled, 31)
+    lam, theta = point(coupled, 31)
     state = start(coupled, alg, lam, theta)
     v_prev = randn(coupled.dim_inner, 33)
     state.extra["linear_solution"] = v_prev.clone()
@@ -312,10 +310,5 @@ def test_single_loop_and_double_loop_reach_the_synthetic_optimum(registry, name,
     assumptions) each stochastic entry reaches the closed-form optimum (from an error ≈ 10)
     at its default or documented setting (measured ≤ 1e-12)."""
     prob = registry.problem("penalty_synthetic")(example=example)
-    alg = registry.algorithm(name)(**params)
-    gen = torch.Generator().manual_seed(0)
-    lam = prob.init_outer(gen)
-    state = alg.init(prob, prob.init_inner(lam, gen), lam, gen)
-    for _ in range(steps):
-        state = alg.step(prob, state)
+    state = run_from_init(registry, prob, name, steps, **params)
     assert prob.evaluate(state.theta, state.lam)["error"] < 1e-8
