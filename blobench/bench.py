@@ -264,8 +264,8 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure_goals(registry: Registry, run_results: str | None,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+def measure_goals(registry: Registry, log: Callable[[str], None] = print,
+                  suite: str = "quick") -> dict[str, Any]:
     """The measurements of :mod:`blobench.speed`, logged as they finish."""
     from blobench import speed
 
@@ -275,22 +275,25 @@ def measure_goals(registry: Registry, run_results: str | None,
         f"{goals['startup']['list_cached_cpu_s']:.2f} s)")
     goals["fixed_cost"] = speed.measure_fixed_cost(registry)
     log(f"per-cell fixed cost: {goals['fixed_cost']['fixed_ms']:.0f} ms")
-    goals["evaluation"] = speed.measure_evaluation(registry)
+    from blobench.api import RunSpec
+
+    goals["suite"] = suite
+    goals["evaluation"] = speed.measure_evaluation(
+        registry, RunSpec(suite=suite).problem_list(registry.problems))
     for e in goals["evaluation"]:
         log(f"evaluation {e['problem']} × {e['algorithm']}: "
             f"{100 * (e['evaluation_share'] or 0):.0f} % of solver time")
     goals["parallel"] = speed.measure_parallel(registry)
     log(f"--n-jobs 2 vs 1: {goals['parallel']['speedup']:.2f}x, efficiency "
         f"{goals['parallel']['efficiency_2']:.2f}")
-    if run_results:
-        goals["run"] = speed.summarize_run(run_results)
     return goals
 
 
 def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | None = None,
                   k: int = 10, unroll_steps: int = 10, harness: bool = True,
                   rounds: int = 7, log: Callable[[str], None] = print, goals: bool = True,
-                  kernels: bool = True, run_results: str | None = None) -> dict[str, Any]:
+                  kernels: bool = True, run_results: str | None = None,
+                  suite: str = "quick") -> dict[str, Any]:
     torch.set_num_threads(1)
     report: dict[str, Any] = {
         "command": "blobench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("blobench")
@@ -302,7 +305,7 @@ def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | No
                 else "none available (the GPU goal is not measured)"),
         "k": k, "unroll_steps": unroll_steps, "cases": [], "harness": []}
     if goals:
-        report["goals"] = measure_goals(registry, run_results, log)
+        report["goals"] = measure_goals(registry, log, suite)
     for name, overrides in CASES if kernels else []:
         if problems and name not in problems:
             continue
@@ -322,6 +325,10 @@ def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | No
             log(f"harness {problem} × {algorithm}: overhead "
                 f"{100 * (h['overhead_share'] or 0):.2f} % of solver time, evaluation "
                 f"{100 * h['evaluation_share_of_wall']:.0f} % of wall")
+    if goals and run_results:  # last: the run may still be finishing while the rest measures
+        from blobench.speed import summarize_run
+
+        report["goals"]["run"] = summarize_run(run_results)
     report["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return report
 
@@ -423,6 +430,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--n-jobs speed-up)")
     parser.add_argument("--no-kernels", action="store_true",
                         help="skip the hypergradient cost ratios and harness cells")
+    parser.add_argument("--suite", default="quick",
+                        help="the suite whose problems the evaluation share is measured on "
+                             "(default quick, the default run's; all: every problem)")
     parser.add_argument("--run-results", metavar="DIR",
                         help="also report the latest `blobench run` stored in DIR: its wall "
                              "time, efficiency and the progress ETA's error")
@@ -451,7 +461,7 @@ def command(args: argparse.Namespace) -> int:
     report = run_benchmark(registry, sizes, args.problem or None, args.k, args.unroll_steps,
                            harness=not args.no_harness, rounds=args.rounds,
                            goals=not args.no_goals, kernels=not args.no_kernels,
-                           run_results=args.run_results)
+                           run_results=args.run_results, suite=args.suite)
     js, md = write_report(report, args.report)
     print(f"report: {md} and {js}")
     return 0

@@ -120,9 +120,10 @@ def measure_evaluation(registry: Registry, problems: list[str] | None = None
     return rows
 
 
-#: the sample of the quick suite timed at 1 and 2 jobs: cheap and costly problems alike
-PARALLEL_SAMPLE = (["ridge_ho", "logreg_ho", "quadratic", "reweight_digits", "sinusoid",
-                    "distill_linear"], ["implicit_cg", "unrolled", "soba", "maml"])
+#: the sample of the quick suite timed at 1 and 2 jobs
+PARALLEL_SAMPLE = (["ridge_ho", "logreg_ho", "quadratic", "distill_linear",
+                    "datacleaning_logreg", "poison_logreg"],
+                   ["implicit_cg", "unrolled", "soba", "penalty"])
 
 
 def measure_parallel(registry: Registry, seeds: int = 2) -> dict[str, Any]:
