@@ -145,7 +145,7 @@ class DistillConvNet(convnets.NetworkInner, Problem):
 
     def outer_loss(self, theta, lam, batch=None):
         x, y = (self.x, self.y) if batch is None else (self.x[batch], self.y[batch])
-        return nn.functional.cross_entropy(self.model(theta, x), y)
+        return convnets.mean_cross_entropy(self.model, theta, x, y)
 
     def sample_outer_batch(self, generator):
         return index_batch(self, self.n_outer_samples, self.config["batch_size"], generator,

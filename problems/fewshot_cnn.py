@@ -98,6 +98,22 @@ class _ConvFewShot(Problem):
         self.model = convnets.conv4(1, pool.shape[-1], self.head_classes, c["width"])
 
     head_classes = 0
+    #: meta-test tasks evaluated at once (memory: 600 tasks of Conv-4 width 64 at once are GBs)
+    eval_chunk = 50
+
+    def test_chunks(self):
+        """(support, query) of the meta-test tasks, ``eval_chunk`` tasks at a time."""
+        n = self.test_support[0].shape[0]
+        for i in range(0, n, self.eval_chunk):
+            yield (tuple(t[i:i + self.eval_chunk] for t in self.test_support),
+                   tuple(t[i:i + self.eval_chunk] for t in self.test_query))
+
+    def summarize(self, parts: list[tuple[Tensor, Tensor]]) -> dict[str, float]:
+        """test_accuracy / test_loss from per-chunk (query logits, labels)."""
+        logits = torch.cat([p[0].flatten(0, 1) for p in parts])
+        y = torch.cat([p[1].flatten() for p in parts])
+        return {"test_accuracy": float((logits.argmax(-1) == y).float().mean()),
+                "test_loss": float(CE(logits, y))}
 
     @property
     def n_tasks(self) -> int:
@@ -174,14 +190,14 @@ class FewShotConv4(_ConvFewShot):
 
         grad = torch.func.vmap(torch.func.grad(loss), in_dims=(0, 0, 0, None))
         lam = lam.detach()
-        w = lam.expand(self.test_support[0].shape[0], -1).clone()
+        parts = []
         with torch.no_grad():
-            for _ in range(self.config["eval_steps"]):
-                w = w - lr * grad(w, *self.test_support, lam)
-            logits = torch.func.vmap(self.model)(w, self.test_query[0])
-            y = self.test_query[1]
-            return {"test_accuracy": float((logits.argmax(-1) == y).float().mean()),
-                    "test_loss": float(CE(logits.flatten(0, 1), y.flatten()))}
+            for support, query in self.test_chunks():
+                w = lam.expand(support[0].shape[0], -1).clone()
+                for _ in range(self.config["eval_steps"]):
+                    w = w - lr * grad(w, *support, lam)
+                parts.append((torch.func.vmap(self.model)(w, query[0]), query[1]))
+        return self.summarize(parts)
 
 
 class FewShotRidge(_ConvFewShot):
@@ -259,12 +275,12 @@ class FewShotRidge(_ConvFewShot):
         return self.config["outer_lr"]
 
     def evaluate(self, theta, lam):
+        scale, parts = self.config["logit_scale"], []
         with torch.no_grad():
-            heads = self.ridge_heads(lam, self.test_support)
-            logits = self.features(lam, self.test_query[0]) @ heads
-            y = self.test_query[1]
-            return {"test_accuracy": float((logits.argmax(-1) == y).float().mean()),
-                    "test_loss": float(self.query_loss(heads, lam, self.test_query))}
+            for support, query in self.test_chunks():
+                heads = self.ridge_heads(lam, support)
+                parts.append((scale * (self.features(lam, query[0]) @ heads), query[1]))
+        return self.summarize(parts)
 
     # ------------------------------------------------------------- ground truth
     def inner_solution(self, lam):

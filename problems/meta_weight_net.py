@@ -156,13 +156,17 @@ class MetaWeightNet(convnets.NetworkInner, Problem):
 
     def inner_loss(self, theta, lam, batch=None):
         x, y = (self.x, self.y) if batch is None else (self.x[batch], self.y[batch])
-        losses = CE(self.model(theta, x), y, reduction="none")
-        return (self.weights(losses, lam) * losses).mean()
+
+        def weighted(theta, lam, x, y):
+            losses = CE(self.model(theta, x), y, reduction="none")
+            return (self.weights(losses, lam) * losses).sum()
+
+        return convnets.chunked_sum(weighted, (theta, lam), (x, y)) / x.shape[0]
 
     def outer_loss(self, theta, lam, batch=None):
         x, y = (self.x_val, self.y_val) if batch is None else (self.x_val[batch],
                                                                self.y_val[batch])
-        return CE(self.model(theta, x), y)
+        return convnets.mean_cross_entropy(self.model, theta, x, y)
 
     def sample_inner_batch(self, generator):
         return index_batch(self, self.n_inner_samples, self.config["batch_size"], generator,
@@ -177,7 +181,9 @@ class MetaWeightNet(convnets.NetworkInner, Problem):
 
     def evaluate(self, theta, lam):
         with torch.no_grad():
-            losses = CE(self.model(theta, self.x), self.y, reduction="none")
+            losses = torch.cat([CE(self.model(theta, self.x[i:i + convnets.CHUNK]),
+                                   self.y[i:i + convnets.CHUNK], reduction="none")
+                                for i in range(0, len(self.y), convnets.CHUNK)])
             w = self.weights(losses, lam)
         out = {**self.test_scores(theta), "mean_weight": float(w.mean())}
         if bool(self.flipped.any()) and not bool(self.flipped.all()):
