@@ -30,6 +30,7 @@ precision. Cost per Newton step: O(n d²+ d³) (logistic), O(n d² K² + d³ K³
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as tf
@@ -264,24 +265,32 @@ def cg_solve(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, to
     return x, residual
 
 
-class SolutionCache:
-    """θ*(λ) of the last few λ: :mod:`blobench.metrics` asks θ*(λ) at the same λ several times
-    per evaluation (distance to θ*, the cold restart, the exact hypergradient). A new λ is
-    solved by ``solve(λ, θ_start)``, warm-started from the latest solution (None at first)."""
+class LambdaMemo:
+    """Values of an expensive function of λ (θ*(λ) and its solver's residual, say) for the
+    last ``size`` λ's: :mod:`blobench.metrics` asks the ground truth at the same λ several
+    times (distance to θ*, the re-trained model, the exact hypergradient, the reference λ's
+    every cell of a problem instance shares). A new λ is computed by
+    ``compute(λ, latest)``, ``latest`` being the most recent stored value (a warm start), or
+    None at first."""
 
-    def __init__(self, solve: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
-                 size: int = 3) -> None:
-        self.solve, self.size = solve, size
-        self.entries: list[tuple[torch.Tensor, torch.Tensor]] = []
+    def __init__(self, compute: Callable[[torch.Tensor, Any], Any], size: int = 32) -> None:
+        self.compute, self.size = compute, size
+        self.entries: list[tuple[torch.Tensor, Any]] = []
 
-    def __call__(self, lam: torch.Tensor) -> torch.Tensor:
+    def __call__(self, lam: torch.Tensor) -> Any:
         lam = lam.detach()
-        for known, theta in self.entries:
+        for known, value in self.entries:
             if known.shape == lam.shape and torch.equal(known, lam):
-                return theta
-        theta = self.solve(lam, self.entries[-1][1] if self.entries else None)
-        self.entries = [*self.entries[-(self.size - 1):], (lam.clone(), theta)]
-        return theta
+                return value
+        value = self.compute(lam, self.entries[-1][1] if self.entries else None)
+        self.entries = [*self.entries[-(self.size - 1):], (lam.clone(), value)]
+        return value
+
+
+#: the memos of the latest problem instance, by (class, parameters, seed, device): the cells
+#: of one process that build the same instance share its ground truth (it is a function of
+#: the instance and λ only)
+_MEMOS: dict[tuple[Any, ...], tuple[LambdaMemo, LambdaMemo]] = {}
 
 
 class IterativeGroundTruth:
@@ -289,37 +298,48 @@ class IterativeGroundTruth:
     from the problem's own analytic oracles (``inner_grad_oracle``, ``inner_hessian_operator``,
     ``mixed_oracle``, ``outer_grads_oracle``, checked against autodiff by the tests).
 
-    θ*(λ) by :func:`newton_cg` to ‖∇_θ g‖ ≤ ``gt_tol``, cached per λ (:class:`SolutionCache`);
+    θ*(λ) by :func:`newton_cg` to ‖∇_θ g‖ ≤ ``gt_tol``, warm-started from the latest solution;
     dF/dλ = ∇_λ f − J v with H v = ∇_θ f solved by :func:`cg_solve` to a relative residual
     ≤ ``gt_tol``. ``gt_tol`` = 1e-10 in float64, 1e-4 in float32 (float32's floor on ‖∇_θ g‖
-    is ~1e-5 on the full cleaning problem). The achieved values of the last solves are
-    :meth:`ground_truth_metrics` (``gt_inner_grad_norm``, ``gt_cg_residual``), which the
-    problems report from ``evaluate``. Call :meth:`init_ground_truth` at the end of ``build``.
+    is ~1e-5 on the full cleaning problem). Both are memoized per λ (:class:`LambdaMemo`),
+    shared by the instances of one process with the same class, parameters, seed and device.
+    The achieved values of the last answers are :meth:`ground_truth_metrics`
+    (``gt_inner_grad_norm``, ``gt_cg_residual``), which the problems report from
+    ``evaluate``. Call :meth:`init_ground_truth` at the end of ``build``.
     """
 
     def init_ground_truth(self, dtype: torch.dtype) -> None:
         self.gt_tol = 1e-10 if dtype == torch.float64 else 1e-4
-        self.solution = SolutionCache(self._newton)
         self.gt_inner_grad_norm = self.gt_cg_residual = float("nan")
+        key = (type(self).__qualname__, tuple(sorted(self.config.items())), self.seed,
+               str(self.device))
+        if key not in _MEMOS:
+            _MEMOS.clear()  # one instance's ground truth at a time
+            _MEMOS[key] = (LambdaMemo(self._newton), LambdaMemo(self._hypergradient))
+        self._solutions, self._hypergradients = _MEMOS[key]
 
-    def _newton(self, lam: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+    def _newton(self, lam: torch.Tensor, latest: tuple[torch.Tensor, float] | None
+                ) -> tuple[torch.Tensor, float]:
         theta0 = (torch.zeros(self.dim_inner, dtype=lam.dtype, device=lam.device)
-                  if start is None else start)
-        theta, self.gt_inner_grad_norm = newton_cg(
+                  if latest is None else latest[0])
+        return newton_cg(
             lambda t: self.inner_loss(t, lam), lambda t: self.inner_grad_oracle(t, lam),
             lambda t: self.inner_hessian_operator(t, lam), theta0, self.gt_tol)
-        return theta
 
-    def inner_solution(self, lam: torch.Tensor) -> torch.Tensor:
-        return self.solution(lam)
-
-    def exact_hypergradient(self, lam: torch.Tensor) -> torch.Tensor:
-        lam = lam.detach()
+    def _hypergradient(self, lam: torch.Tensor, latest: Any) -> tuple[torch.Tensor, float]:
         theta = self.inner_solution(lam)
         grad_theta, grad_lam = self.outer_grads_oracle(theta, lam)
-        v, self.gt_cg_residual = cg_solve(self.inner_hessian_operator(theta, lam), grad_theta,
-                                          self.gt_tol)
-        return grad_lam - self.mixed_oracle(theta, lam, v)
+        v, residual = cg_solve(self.inner_hessian_operator(theta, lam), grad_theta,
+                               self.gt_tol)
+        return grad_lam - self.mixed_oracle(theta, lam, v), residual
+
+    def inner_solution(self, lam: torch.Tensor) -> torch.Tensor:
+        theta, self.gt_inner_grad_norm = self._solutions(lam)
+        return theta.clone()
+
+    def exact_hypergradient(self, lam: torch.Tensor) -> torch.Tensor:
+        hypergradient, self.gt_cg_residual = self._hypergradients(lam)
+        return hypergradient.clone()
 
     def ground_truth_metrics(self) -> dict[str, float]:
         return {"gt_inner_grad_norm": self.gt_inner_grad_norm,
