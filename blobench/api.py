@@ -256,7 +256,8 @@ class Pipeline:
     def provenance(self) -> dict[str, Any]:
         """What each record of this run carries as ``run``: the spec and its config file."""
         return {"spec": self.spec.to_dict(), "config_file": self.spec.config_file,
-                "settings": self.settings_path,
+                "settings": self.settings_path, "cells": len(self.cells),
+                "n_jobs": self.spec.jobs,
                 "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
     def execute(self, on_record: Callable[[dict[str, Any]], None] | None = None,

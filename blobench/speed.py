@@ -164,7 +164,10 @@ def summarize_run(results: str | Path) -> dict[str, Any]:
     records = sorted((r for r in records if r["run"] == last), key=lambda r: r["finished"])
     starts = [r["finished"] - _record_seconds(r) for r in records]
     t0, t_end = min(starts), records[-1]["finished"]
-    jobs = last["spec"].get("n_jobs") or 1
+    from blobench.api import RunSpec
+
+    spec = RunSpec.from_mapping(last["spec"])  # resolves the defaults: cores, the suite's seeds
+    jobs = last.get("n_jobs") or spec.jobs
     solver = sum(r["solver_seconds"] or 0 for r in records)
     cells = [Cell(**{k: v for k, v in r["config"].items()}, label=r["label"]) for r in records]
     now = [t0]
@@ -185,7 +188,8 @@ def summarize_run(results: str | Path) -> dict[str, Any]:
     cpu = sum(r.get("cpu_seconds") or 0.0 for r in records)
     known = [e for e in errors.values() if e is not None]
     return {"results": str(results), "cells": len(records), "n_jobs": jobs,
-            "seeds": last["spec"].get("seeds"), "config_file": last.get("config_file"),
+            "planned": last.get("cells"), "suite": spec.suite,
+            "seeds": len(spec.seed_list), "config_file": last.get("config_file"),
             "wall_s": wall, "solver_s": solver, "efficiency": solver / (wall * jobs),
             # CPU of the cell processes (isolated cells): what the run needs of idle cores
             "cpu_s": cpu, "idle_estimate_s": cpu / max(jobs, 1),
@@ -239,8 +243,11 @@ def goal_rows(report: dict[str, Any]) -> list[str]:
         idle = (f"; its cells used {r['cpu_s'] / 60:.1f} CPU-min, i.e. "
                 f"{r['idle_estimate_s'] / 60:.1f} min on {r['n_jobs']} idle cores"
                 if r.get("cpu_s") else "")
-        rows.append(f"| default run ({r['cells']} cells, seeds={r['seeds']}, --n-jobs "
-                    f"{r['n_jobs']}) | < {r['minutes_target']:g} min on 2 cores | "
+        done = (f"{r['cells']} of {r['planned']} cells: stopped" if r.get("planned")
+                and r["planned"] > r["cells"] else f"{r['cells']} cells")
+        rows.append(f"| default run (suite {r['suite']}, {done}, {r['seeds']} seed(s), "
+                    f"--n-jobs {r['n_jobs']}, load {r.get('load')}) | < "
+                    f"{r['minutes_target']:g} min on 2 cores | "
                     f"{r['wall_s'] / 60:.1f} min wall (efficiency {r['efficiency']:.2f}){idle} | "
                     f"{_met(r['minutes_met'])} | `blobench bench --run-results "
                     f"{r['results']}` |")
