@@ -126,7 +126,7 @@ PARALLEL_SAMPLE = (["ridge_ho", "logreg_ho", "quadratic", "distill_linear",
                    ["implicit_cg", "unrolled", "soba", "penalty"])
 
 
-def measure_parallel(registry: Registry, seeds: int = 2) -> dict[str, Any]:
+def measure_parallel(registry: Registry, seeds: int = 1) -> dict[str, Any]:
     """Wall time of the same cells at ``n_jobs`` 1 and 2, fresh stores, isolated cells."""
     from blobench.api import RunSpec, prepare
 
