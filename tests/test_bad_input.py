@@ -325,3 +325,19 @@ def test_plugin_that_exits_at_import_is_named_and_the_rest_load(tmp_path):
     assert "exits.py" in err and "SystemExit: 4" in err
     code, out, _ = main_in_process(["run", "--help"])
     assert code == 0 and "EXECUTES the code it loads" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("argv", [["run", "-p", "ridge"], ["run", "--seeds", "0"],
+                                  ["run", "--device", "garbage"], ["tune", "-p", "nope"]])
+def test_bad_input_creates_no_results_folder(tmp_path, argv):
+    results = tmp_path / "new" / "results"
+    code, _, _ = main_in_process([*argv, "--results", str(results)])
+    assert code == 2 and not (tmp_path / "new").exists()
+
+
+def test_duplicate_grid_points_are_one_cell(registry):
+    cells, _ = plan(registry, ["ridge_ho", "ridge_ho[n_train=100]"],
+                    ["implicit_cg", "implicit_cg[cg_steps=[10,10,5]]", "implicit_cg"], [0, 0])
+    assert registry.algorithm("implicit_cg")().config["cg_steps"] == 10  # the default
+    assert registry.problem("ridge_ho").sizes["quick"].get("n_train", 100) == 100
+    assert sorted(c.label for c in cells) == ["implicit_cg", "implicit_cg[cg_steps=5]"]
