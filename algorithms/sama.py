@@ -17,7 +17,10 @@ outer steps: a warm start), then the estimate above at θ_T, then the outer opti
 With ``base_optimizer=sgd`` this is the identity-Hessian (T1–T2) approximation with s = η.
 Defaults: Adam (the paper's base optimizer for its experiments) at the problem's inner step
 size, T = 10, ε₀ = 0.01 (DARTS' finite-difference radius, as ``darts_fd``). A deliberately
-biased estimator: exact only where P = H⁻¹.
+biased estimator: exact only where P = H⁻¹. Known failure mode (measured by ``blobench check
+sama``): when the inner problem is solved nearly exactly, Adam's √v̂ → 0 and P = η/(√v̂ + ε)
+grows up to η/ε, so the estimate explodes (sinusoid[proximal=2] diverges; quadratic and
+coupled_quadratic mean cosine 0.11 / 0.20); ``base_optimizer=sgd`` is the bounded variant.
 Cost per outer step: T inner gradients + 1 outer gradient + 2 inner gradients (FD).
 """
 
