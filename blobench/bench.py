@@ -224,6 +224,8 @@ def _markdown(report: dict[str, Any]) -> str:
                   "All measured in this run (ratios of times taken under the same load); "
                   "see blobench/speed.py for how each is measured.", "",
                   *goal_rows(report["goals"]), ""]
+    if not report["cases"] and not report["harness"]:  # --no-kernels
+        return "\n".join(lines) + "\n"
     lines += ["## Hypergradient cost", "",
              "Ratios are times divided by one inner gradient (`autodiff.inner_grad`, the "
              "problem's analytic oracle where it has one) of the same problem, measured "

@@ -165,30 +165,30 @@ class Progress:
     def started(self, cell: Cell) -> None:
         self.running[cell.config_id()] = self.clock()
 
-    def _expected(self, cell: Cell, means: dict[str, float], overall: float | None
-                  ) -> float | None:
-        cid = cell.config_id()
-        if cid in self.prior:
-            return self.prior[cid]
-        return means.get(cell.problem, overall)
-
     def eta(self) -> float | None:
-        """Seconds left (None until something is known about the cells left)."""
-        by_problem: dict[str, list[float]] = {}
+        """Seconds left (None until something is known about the cells left).
+
+        A cell without an earlier record is expected to cost overall × (its problem's mean /
+        overall) × (its algorithm's mean / overall), the means over the known cells (a
+        factor is 1 until its problem or algorithm has one): cost ≈ problem × algorithm."""
+        groups: dict[tuple[str, str], list[float]] = {}
         for cid, seconds in [*self.prior.items(), *self.done.items()]:
             cell = self.cells.get(cid)
             if cell is not None:
-                by_problem.setdefault(cell.problem, []).append(seconds)
-        means = {p: sum(v) / len(v) for p, v in by_problem.items()}
-        finished = list(self.done.values()) or list(self.prior.values())
-        overall = sum(finished) / len(finished) if finished else None
+                groups.setdefault(("p", cell.problem), []).append(seconds)
+                groups.setdefault(("a", cell.algorithm), []).append(seconds)
+        known = [*self.done.values(), *self.prior.values()]
+        if not known:
+            return None
+        overall = sum(known) / len(known)
+        factor = {k: sum(v) / len(v) / overall if overall > 0 else 1.0
+                  for k, v in groups.items()}
         now, left = self.clock(), 0.0
         for cid, cell in self.cells.items():
             if cid in self.done:
                 continue
-            expected = self._expected(cell, means, overall)
-            if expected is None:
-                return None
+            expected = self.prior.get(cid, overall * factor.get(("p", cell.problem), 1.0)
+                                      * factor.get(("a", cell.algorithm), 1.0))
             if cid in self.running:
                 expected = max(0.0, expected - (now - self.running[cid]))
             left += expected
@@ -228,17 +228,15 @@ class Progress:
 
 def order_cells(cells: list[Cell], prior: dict[str, float]) -> list[Cell]:
     """Longest first when every cell has an earlier timing (fewer idle cores at the end);
-    otherwise the problems interleaved, so the ETA learns every problem's cost early."""
+    otherwise a fixed shuffle, so that the cells done at any time are a fair sample of
+    problems and algorithms alike and the ETA learns both early (in name order the cheap
+    algorithms came first: the ETA was 85 % short at half the run)."""
     if cells and all(c.config_id() in prior for c in cells):
         return sorted(cells, key=lambda c: -prior[c.config_id()])
-    queues: dict[str, list[Cell]] = {}
-    for cell in cells:
-        queues.setdefault(cell.problem, []).append(cell)
-    out: list[Cell] = []
-    while len(out) < len(cells):
-        for queue in queues.values():
-            if queue:
-                out.append(queue.pop(0))
+    import random
+
+    out = list(cells)
+    random.Random(0).shuffle(out)
     return out
 
 
