@@ -37,6 +37,8 @@ class SAMA(DoubleLoop):
     name = "sama"
     family = "approximate (identity base Jacobian)"
     reference = "Choe et al. 2023 (NeurIPS), SAMA §3"
+    #: `blobench check`: a deliberate approximation, its first direction checked by hand
+    approximation = "optimizer_jacobian"
     params = {
         **DoubleLoop.params,
         "inner_steps": Param(int, 10, "T: base-optimizer steps per outer step", low=1),
@@ -84,4 +86,6 @@ def preconditioner(opt: torch.optim.Optimizer, leaf: torch.Tensor, lr: float) ->
     group, st = opt.param_groups[0], opt.state[leaf]
     beta2, eps = group["betas"][1], group["eps"]
     v_hat = st["exp_avg_sq"] / (1.0 - beta2 ** float(st["step"]))
-    return lr / (v_hat.sqrt() + eps)
+    # v̂ = 0 exactly: every gradient of this coordinate was 0, Adam never moved it and its
+    # preconditioner has no scale there (η/ε = 1e8 η); the identity base Jacobian's η instead
+    return torch.where(v_hat > 0, lr / (v_hat.sqrt() + eps), torch.full_like(v_hat, lr))

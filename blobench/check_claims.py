@@ -51,9 +51,11 @@ APPROXIMATIONS = {
     "identity_hessian": "∇_λ f − s J ∇_θ f at θ_T, H⁻¹ ≈ s·I (s = `scale` or η)",
     "one_step_unroll": "DARTS eq. 7 at θ_T: ∇_λ f(θ') − ξ J ∇_θ f(θ'), θ' = θ_T − ξ ∇_θ g",
     "first_order_meta": "a descent direction of the T-step adapted outer loss F_T",
+    "optimizer_jacobian": "SAMA: ∇_λ f − J P ∇_θ f at θ_T of the base optimizer, P = its "
+                          "∂u/∂g (SGD: η; Adam: η/(√v̂ + ε), η where v̂ = 0)",
 }
 #: non-default values the approximation check also runs with, for the knobs an entry has
-PROBES = {"scale": 0.37, "xi": 0.05, "inner_steps": 3}
+PROBES = {"scale": 0.37, "xi": 0.05, "inner_steps": 3, "base_optimizer": "sgd"}
 #: approximations whose papers claim that the outer objective decreases
 DESCENT_CLAIMED = ("identity_hessian", "one_step_unroll")
 
@@ -125,6 +127,21 @@ class _Tiny:
             theta = theta - lr * self.grad_g(theta, self.lam)
         return theta
 
+    def base_optimizer(self, config: dict[str, Any], eta: float) -> tuple[Tensor, Tensor]:
+        """(θ_T, P) after T steps of SAMA's base optimizer from θ = 0, Adam written out
+        (β = (0.9, 0.999), ε = 1e-8, bias-corrected moments)."""
+        steps = config.get("inner_steps", 1)
+        if config.get("base_optimizer") != "adam":
+            return self.descent(steps, eta), torch.full((self.p.dim_inner,), eta,
+                                                        dtype=torch.float64)
+        theta = m = v = torch.zeros(self.p.dim_inner, dtype=torch.float64)
+        for t in range(1, steps + 1):
+            grad = self.grad_g(theta, self.lam)
+            m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
+            v_hat = v / (1 - 0.999**t)
+            theta = theta - eta * (m / (1 - 0.9**t)) / (v_hat.sqrt() + 1e-8)
+        return theta, torch.where(v_hat > 0, eta / (v_hat.sqrt() + 1e-8), eta)
+
     def approximation(self, claim: str, config: dict[str, Any]) -> Tensor:
         """The direction ``claim`` prescribes for the first outer step, by hand."""
         lam = self.lam
@@ -136,6 +153,10 @@ class _Tiny:
         if claim == "identity_hessian":
             scale = config.get("scale") or eta
             return f_lam + scale * self.p.b_mat.T @ f_theta  # − s J ∇_θ f with J = −Bᵀ
+        if claim == "optimizer_jacobian":
+            theta, precondition = self.base_optimizer(config, eta)
+            f_theta, f_lam = self.grad_f(theta, lam)
+            return f_lam + self.p.b_mat.T @ (precondition * f_theta)
         xi = config.get("xi") or eta  # one_step_unroll
         virtual = theta - xi * self.grad_g(theta, lam)
         f_theta, f_lam = self.grad_f(virtual, lam)

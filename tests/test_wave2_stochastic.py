@@ -218,7 +218,7 @@ STOCH_FAST = {
     "sustain": (600, {"outer_lr": 0.7, "neumann_terms": 20}, 0.75),
     "fsla": (600, {"outer_lr": 0.7}, 0.6),
     "bsa": (300, {"outer_lr": 0.1, "neumann_terms": 20}, 0.75),
-    "ma_soba": (600, {"outer_lr": 0.7}, 0.75),
+    "ma_soba": (600, {"outer_lr": 0.7, "decay": True}, 0.75),
 }
 
 
@@ -242,7 +242,7 @@ STOCH_LONG = {  # measured (final, average): see each line
     "sustain": (10000, {"outer_lr": 0.7, "neumann_terms": 30}, 0.15, 0.08),  # 6.5e-2, 3.1e-2
     "fsla": (10000, {"outer_lr": 0.7}, 0.15, 0.08),  # 6.5e-2, 2.7e-2
     "bsa": (3000, {"outer_lr": 0.05, "neumann_terms": 30}, 0.15, 0.08),  # 6.7e-2, 4.5e-2
-    "ma_soba": (10000, {"outer_lr": 0.7}, 0.15, 0.08),  # 2.8e-2, 9.6e-4
+    "ma_soba": (10000, {"outer_lr": 0.7, "decay": True}, 0.15, 0.08),  # 2.8e-2, 9.6e-4
 }
 
 
