@@ -49,6 +49,10 @@ class Nystrom(ImplicitDoubleLoop):
     reference = "Hataya & Yamada 2023 (AISTATS), §3 eq. 7-9"
     #: `blobench check`: all columns (rank ≥ dim θ) and vanishing damping → the exact solve
     check_knob = ("damping", (1e-2, 1e-4, 1e-8), {"rank": 1000, "inner_steps": 2000})
+    #: the cosine check at the converged end (all columns, small damping); at the defaults
+    #: (rank 10 of dim θ) the estimate is biased by design — measured on coupled_quadratic
+    #: (rank 10 of 20): mean cosine −0.14 — and only F decreasing is required there
+    check_cosine_at = {"rank": 1000, "damping": 1e-3}
     params = {
         **ImplicitDoubleLoop.params,
         "rank": Param(int, 10, "k: Nyström columns (capped at dim θ)", low=1),

@@ -7,7 +7,9 @@ where the entry applies (the defaults :data:`CHECK_PROBLEMS`, or ``-p PROBLEM``)
 point the right way (mean cosine with the exact dF/dλ ≥ 0.5 over 20 outer steps) and the
 true objective decreases — for consistent and stochastic estimators; the claim of its kind
 (convergence in its knob to the closed form, a biased direction equal to its formula, λ* within
-a budget, convergence under mini-batches, a meta-gradient against finite differences); a cell
+a budget, convergence under mini-batches, a meta-gradient against finite differences) — an
+entry whose defaults truncate a convergent knob declares ``check_cosine_at`` (the knob's
+converged end): the cosine check runs there, and F must decrease at the defaults; a cell
 is deterministic (same seed, same trace); a short cell finishes with status ok on every chosen
 problem it applies to. An entry that applies to none of the check problems gets a FAIL naming
 what it needs (a check that verified nothing is no pass); any exception becomes a FAIL line.
@@ -99,7 +101,7 @@ def check_algorithm(registry: Registry, name: str, steps: int = 20,
         for pname in cosine_on:
             pcls = registry.problem(pname.split("[")[0])
             if _has_exact(pcls):
-                findings.append(_hypergradient_check(registry, cls, pname, steps))
+                findings += _hypergradient_findings(registry, cls, pname, steps)
     findings += _claim_findings(registry, cls, name, kind)
     det_problem = next((p for p in applicable if p in GROUND_TRUTH_PROBLEMS),
                        applicable[0] if applicable else None)
@@ -173,13 +175,30 @@ def _runs(registry: Registry, name: str, problem: str) -> tuple[bool, str]:
         f": {rec['message']}" if rec["message"] else "")
 
 
-def _hypergradient_check(registry: Registry, cls, spec: str, steps: int) -> Finding:
-    label = f"hypergradient vs exact ({spec})"
+def _hypergradient_findings(registry: Registry, cls, spec: str, steps: int) -> list[Finding]:
+    """The cosine check at the defaults, or — for an entry whose defaults truncate a knob
+    that converges (class attribute ``check_cosine_at``: the parameters at the knob's
+    converged end, e.g. nystrom's full rank, pzobo's many directions) — the cosine check at
+    those parameters plus F decreasing at the defaults (the run itself, same steps)."""
+    at = getattr(cls, "check_cosine_at", None)
+    if not at:
+        return [_hypergradient_check(registry, cls, spec, steps)]
+    cosine = _hypergradient_check(registry, cls, spec, steps, at)
+    defaults = _hypergradient_check(registry, cls, spec, steps, {}, cosine_min=-math.inf)
+    defaults.check = f"F decreases at defaults ({spec})"
+    return [cosine, defaults]
+
+
+def _hypergradient_check(registry: Registry, cls, spec: str, steps: int,
+                         params: dict | None = None, cosine_min: float = COSINE_MIN
+                         ) -> Finding:
+    shown = ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+    label = f"hypergradient vs exact ({spec}{', ' + shown if shown else ''})"
     pname, grid = expand(spec)
     pcls = registry.problem(pname)
     try:
         problem = pcls(seed=0, **grid[0])
-        algorithm = cls()
+        algorithm = cls(**(params or {}))
         gen = torch.Generator().manual_seed(0)
         lam0 = problem.init_outer(gen)
         state = algorithm.init(problem, problem.init_inner(lam0, gen), lam0, gen)
@@ -202,8 +221,8 @@ def _hypergradient_check(registry: Registry, cls, spec: str, steps: int) -> Find
     if not cosines:
         return Finding(label, f1 < f0, f"no hypergradient exposed; F {f0:.4g} → {f1:.4g}")
     mean_cos = sum(cosines) / len(cosines)
-    ok = mean_cos >= COSINE_MIN and f1 < f0 and math.isfinite(f1)
-    return Finding(label, ok, f"mean cosine {mean_cos:+.3f} (need ≥ {COSINE_MIN}) over the "
+    ok = mean_cos >= cosine_min and f1 < f0 and math.isfinite(f1)
+    return Finding(label, ok, f"mean cosine {mean_cos:+.3f} (need ≥ {cosine_min}) over the "
                               f"{len(cosines)} steps with ‖dF/dλ‖ ≥ {INFORMATIVE:g}×its start, "
                               f"last rel. error {errors[-1]:.2e}, F {f0:.4g} → {f1:.4g} "
                               f"in {steps} steps")
