@@ -385,6 +385,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="progress bar per pair")
 
 
+def check_only_names(only: list[str], algorithms: list[str], plugins: list[str]) -> None:
+    """``tune --only NAME``: each NAME must be a dimension of the search space of one of the
+    selected algorithms (all when none is selected), else nothing would be searched."""
+    registry = get_registry(plugins)
+    names = [expand(text)[0] for text in algorithms] or sorted(registry.algorithms)
+    space: set[str] = set()
+    for name in names:
+        cls = registry.algorithms.get(name)
+        if cls is not None:  # an unknown algorithm is reported by the command itself
+            space |= set(search_space(cls, False)) | set(search_space(cls, True))
+    unknown = [name for name in only if name not in space]
+    if unknown and space:
+        raise UserError(f"--only {unknown[0]!r} is not in the search space of "
+                        f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}; "
+                        f"valid: {', '.join(sorted(space))}")
+
+
 def command(args: argparse.Namespace) -> int:
     for opt in ("budget", "seeds", "n_jobs", "max_trials"):
         value = getattr(args, opt)
@@ -394,6 +411,8 @@ def command(args: argparse.Namespace) -> int:
         raise UserError(f"--budget-seconds must be > 0, got {args.budget_seconds}")
     if args.budget is not None and args.budget_seconds is not None:
         raise UserError("give --budget (steps) or --budget-seconds, not both")
+    if args.only:
+        check_only_names(args.only, args.algorithm, args.plugins)
     registry = get_registry(args.plugins)
     for where, message in registry.errors:
         print(f"blobench: warning: plugin {where} not loaded: {message}", file=sys.stderr)

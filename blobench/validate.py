@@ -265,8 +265,6 @@ def check_args(args: Any) -> None:
         writable_file("--out", out)
     if command == "new" and getattr(args, "dir", None) is not None:
         writable_folder("--dir", args.dir)
-    if command == "tune" and getattr(args, "only", None):
-        tunable_names(args.only, args.algorithm, args.plugins)
     if command == "bench" and getattr(args, "report", None) is not None:
         base = Path(args.report)  # as blobench.bench.write_report names its two files
         base = base.with_suffix("") if base.suffix in (".md", ".json") else base
@@ -274,27 +272,6 @@ def check_args(args: Any) -> None:
         if base.parent.is_dir():
             for suffix in (".json", ".md"):
                 writable_file("--report", base.with_suffix(suffix))
-
-
-def tunable_names(only: list[str], algorithms: list[str], plugins: list[str]) -> None:
-    """``tune --only NAME``: each NAME must be a dimension of the search space of one of the
-    selected algorithms (all when none is selected), else nothing would be searched."""
-    from blobench.registry import get_registry
-    from blobench.spec import expand
-    from blobench.tuning import search_space
-
-    registry = get_registry(plugins)
-    names = [expand(text)[0] for text in algorithms] or sorted(registry.algorithms)
-    space: set[str] = set()
-    for name in names:
-        cls = registry.algorithms.get(name)
-        if cls is not None:  # an unknown algorithm is reported by the command itself
-            space |= set(search_space(cls, False)) | set(search_space(cls, True))
-    unknown = [name for name in only if name not in space]
-    if unknown and space:
-        raise UserError(f"--only {unknown[0]!r} is not in the search space of "
-                        f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}; "
-                        f"valid: {', '.join(sorted(space))}")
 
 
 @contextlib.contextmanager
