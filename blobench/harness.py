@@ -6,6 +6,12 @@ objects whose parameters are fully resolved and validated before anything runs.
 ``time.perf_counter`` (synchronizing CUDA first), evaluates on a schedule outside the timed
 region, tracks the algorithm's peak memory, and returns one JSON-able record with the
 config, code version, trace, final metrics and status (ok / diverged / error).
+Evaluation costs little beside the solver (issue 15): the ground truth is memoized by λ
+within the cell (:class:`blobench.metrics.GroundTruth`), the reference λ's of hypergradient
+quality are the problem instance's, computed once (:func:`blobench.metrics.shared_references`),
+and the live-tensor peak of one step (``peak_tensor_mib``) is replayed once, from the last
+state (it was the maximum over the states of the expensive evaluations: the same step's
+tensors, at three times the cost).
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ from blobench import autodiff
 from blobench.algorithm import cell_theta0
 from blobench.errors import NotApplicable, UserError
 from blobench.memory import PeakMemory, step_tensor_peak
-from blobench.metrics import Retrainer, evaluate_state, probe_hypergradients, reference_lambdas
+from blobench.metrics import (
+    GroundTruth,
+    Retrainer,
+    evaluate_state,
+    probe_hypergradients,
+    shared_references,
+)
 from blobench.params import resolve
 from blobench.problem import Budget
 from blobench.registry import Registry
@@ -273,6 +285,7 @@ def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], 
         lam0 = problem.init_outer(generator)
         theta0 = cell_theta0(problem, lam0)  # the one θ₀ of the cell (issue 23)
         retrainer = Retrainer(problem)  # θ*(λ) of the bilevel answer, evaluation to evaluation
+        truth = GroundTruth(problem)  # θ*(λ), dF/dλ memoized by λ, outside the timed region
         problem.check_api(theta0, lam0)
         check_losses(problem, theta0, lam0)  # dtype, graph, device: named causes
         autodiff.oracle_counts.clear()
@@ -289,16 +302,9 @@ def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], 
             row = {"step": steps_done, "seconds": solver_seconds,
                    **{f"calls_{k}": v for k, v in autodiff.oracle_counts.items()}}
             expensive = final or len(trace) % cell.expensive_every == 0
-            row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive,
-                                      retrainer=retrainer))
-            if expensive:
-                nonlocal tensor_peak
-                try:
-                    peak = step_tensor_peak(algorithm, problem, state)
-                except Exception:  # the real step will report the failure
-                    peak = None
-                if peak is not None:
-                    tensor_peak = peak if tensor_peak is None else max(tensor_peak, peak)
+            with truth.active():
+                row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive,
+                                          retrainer=retrainer))
             trace.append(row)
             if report is not None:
                 report({"step": steps_done, "row": row})
@@ -337,10 +343,22 @@ def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], 
             row = observe(final=True)
             if record["status"] == "ok":
                 _judge(record, problem, growth, row, state, steps_done)
+        try:  # live tensors of one step, replayed once, from the last state (untimed)
+            tensor_peak = step_tensor_peak(algorithm, problem, state)
+        except Exception:  # a failing step was reported by the real one
+            tensor_peak = None
         if record["status"] == "ok" and problem.has("exact_hypergradient"):
             # hypergradient quality where it is informative (issue 23), outside the timed run
-            quality.update(probe_hypergradients(algorithm, problem,
-                                                reference_lambdas(problem, lam0)))
+            # (the reference points are the instance's: computed once, stored, shared)
+            with truth.active():
+                refs = shared_references(problem, lam0, {
+                    "problem": cell.problem, "size": cell.size, "params": cell.problem_params,
+                    "seed": cell.seed, "device": cell.device,
+                    "code": code_version(registry.source_file("problem", cell.problem))})
+                for lam, grad in refs:
+                    truth.add("exact_hypergradient", lam, grad)
+                quality.update(probe_hypergradients(algorithm, problem,
+                                                    [lam for lam, _ in refs]))
     except NotApplicable as exc:
         record.update(status="not_applicable", message=str(exc))
     except (SystemExit, KeyboardInterrupt) as exc:

@@ -3,6 +3,9 @@ inner value gap, and the live-tensor memory probe (unrolled grows with T, implic
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import pytest
 import torch
 
@@ -282,3 +285,87 @@ def test_hypergradient_quality_at_reference_points_by_hand():
     assert good["hypergrad_rel_error_ref"] < 1e-3
     bad = probe_hypergradients(REG.algorithm("unrolled")(inner_steps=1), prob, refs)
     assert bad["hypergrad_rel_error_lam0"] > 0.1
+
+
+def _counting(monkeypatch, cls, calls):
+    """Count calls of ``cls``'s ground-truth methods (class level: the problem's own calls
+    included)."""
+    for name in ("inner_solution", "exact_hypergradient"):
+        real = getattr(cls, name)
+
+        def counted(self, lam, real=real, name=name):
+            calls[name] = calls.get(name, 0) + 1
+            return real(self, lam)
+        monkeypatch.setattr(cls, name, counted)
+
+
+def test_ground_truth_memo_is_exact_and_computes_each_lambda_once(monkeypatch):
+    """Issue 15: within a cell θ*(λ) and dF/dλ are solved once per λ. logreg_ho's θ*(λ) is a
+    damped Newton solve and its exact hypergradient solves for θ* again: memoized, the metrics
+    of a state equal the unmemoized ones bit for bit, with one solve per λ; outside
+    ``active()`` the problem's methods are its own."""
+    from blobench.metrics import GroundTruth
+
+    prob = REG.problem("logreg_ho")(seed=0)
+    state, theta0, lam0 = _run(prob, REG.algorithm("implicit_cg")(), 3)
+    calls: dict[str, int] = {}
+    _counting(monkeypatch, type(prob), calls)
+    plain = evaluate_state(prob, state, theta0, lam0, expensive=True)
+    plain_calls = dict(calls)
+    calls.clear()
+    truth = GroundTruth(prob)
+    with truth.active():
+        memo = evaluate_state(prob, state, theta0, lam0, expensive=True)
+        again = evaluate_state(prob, state, theta0, lam0, expensive=True)
+    assert memo == plain == again  # exact equality of every metric
+    assert plain_calls["inner_solution"] >= 3  # distance, re-trained θ*, inside dF/dλ
+    # two λ's at most (λ and hypergrad_at), each solved once, across both evaluations
+    assert calls["inner_solution"] <= 2 and calls["exact_hypergradient"] <= 1
+    assert "inner_solution" not in vars(prob) and "exact_hypergradient" not in vars(prob)
+    lam = lam0 + 0.1
+    with truth.active():
+        assert torch.equal(prob.inner_solution(lam), type(prob).inner_solution(prob, lam))
+
+
+def test_reference_points_are_computed_once_per_instance_and_read_back_exactly(
+        monkeypatch, tmp_path):
+    """The reference λ's (and ∇F there) are the instance's: the first cell computes and
+    stores them, every later cell on the same (problem, size, parameters, seed, code) reads
+    the same tensors back — and two cells' final records, hypergradient quality included, are
+    identical to those of a run that computes everything itself."""
+    from blobench import harness, metrics
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    prob = REG.problem("logreg_ho")(seed=0)
+    lam0 = prob.init_outer(torch.Generator().manual_seed(0))
+    instance = {"problem": "logreg_ho", "seed": 0}
+    first = metrics.shared_references(prob, lam0, instance)
+    direct = metrics.reference_points(prob, lam0)
+    assert len(first) == len(direct) >= 1
+    for (a, ga), (b, gb) in zip(first, direct, strict=True):
+        assert torch.equal(a, b) and torch.equal(ga, gb)
+
+    def refuse(*_):
+        raise AssertionError("recomputed")
+    real_points = metrics.reference_points
+    monkeypatch.setattr(metrics, "reference_points", refuse)
+    stored = metrics.shared_references(prob, lam0, instance)
+    for (a, ga), (b, gb) in zip(stored, direct, strict=True):
+        assert torch.equal(a, b) and torch.equal(ga, gb)
+    with pytest.raises(AssertionError, match="recomputed"):  # another instance: its own
+        metrics.shared_references(prob, lam0, {**instance, "seed": 1})
+    monkeypatch.setattr(metrics, "reference_points", real_points)
+
+    cells, _ = harness.plan(REG, ["logreg_ho"], ["implicit_cg"], [0], steps=4, eval_every=2)
+    records = [harness.run_cell(REG, cells[0]) for _ in range(2)]  # 2nd: refs read back
+    monkeypatch.setattr(harness, "shared_references",
+                        lambda p, lam, _: metrics.reference_points(p, lam))
+    monkeypatch.setattr(metrics.GroundTruth, "active", lambda self: contextlib.nullcontext())
+    uncached = harness.run_cell(REG, cells[0])
+    assert "hypergrad_cosine_ref" in uncached["final"]
+    for record in records:
+        assert record["final"].keys() == uncached["final"].keys()
+        for key, value in uncached["final"].items():
+            if key != "seconds":
+                assert record["final"][key] == value or (math.isnan(value)
+                                                        and math.isnan(record["final"][key]))
