@@ -118,6 +118,7 @@ class RunSpec:
     tuned: bool = True
     plugins: list[str] = field(default_factory=list)
     results: str = DEFAULT_RESULTS
+    data_dir: str | None = None                            # None: $BLOBENCH_DATA or the cache
     progress: bool = True
     #: the TOML file this spec was read from (provenance only)
     config_file: str | None = None
@@ -338,6 +339,10 @@ def prepare(spec: RunSpec) -> Pipeline:
     from blobench.registry import get_registry
     from blobench.store import ResultsStore
 
+    if spec.data_dir:  # the cells read the data root from the environment they inherit
+        from blobench.data.root import ENV
+
+        os.environ[ENV] = str(Path(spec.data_dir).expanduser().resolve())
     registry = get_registry(spec.plugins)
     warnings = [f"plugin {where} not loaded: {message}" for where, message in registry.errors]
     store = ResultsStore(spec.results)

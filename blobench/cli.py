@@ -113,6 +113,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=_positive_int, metavar="N", default=s,
                    help="evaluate every N outer steps (default: problem's)")
     p.add_argument("--device", default=s, help="cpu (default) or cuda[:i]")
+    p.add_argument("--data-dir", metavar="DIR", default=s,
+                   help="data root of the datasets the problems read (default: $BLOBENCH_DATA, "
+                        "else ~/.cache/blobench/data; see blobench data list)")
     p.add_argument("--threads", type=_positive_int, default=s,
                    help="torch threads per cell (default 1, for comparable timings)")
     add_n_jobs(p, default=s)

@@ -233,3 +233,25 @@ def test_real_fashion_mnist():
     assert data["x_train"].shape == (60000, 28, 28) and data["x_test"].shape == (10000, 28, 28)
     assert torch.bincount(data["y_train"]).tolist() == [6000] * 10
     assert torch.bincount(data["y_test"]).tolist() == [1000] * 10
+
+
+def test_run_data_dir_option_sets_the_data_root_the_cells_inherit(tmp_path, monkeypatch):
+    """``blobench run --data-dir D`` (RunSpec.data_dir): the cells, forked after planning,
+    read the data root from $BLOBENCH_DATA, so the option must set it before planning."""
+    from blobench.api import RunSpec, prepare
+    from blobench.cli import build_parser, run_spec
+    from blobench.data.root import ENV, data_root
+
+    monkeypatch.delenv(ENV, raising=False)
+    argv = ["run", "-p", "ridge_ho", "-a", "exact", "--data-dir", str(tmp_path / "d"),
+            "--results", str(tmp_path / "r"), "--dry-run"]
+    args = build_parser(argv).parse_args(argv)
+    for key in ("config", "save_config"):
+        setattr(args, key, getattr(args, key, None))
+    spec = run_spec(args)
+    assert spec.data_dir == str(tmp_path / "d")
+    prepare(spec)
+    assert data_root() == (tmp_path / "d").resolve()
+    monkeypatch.delenv(ENV, raising=False)
+    prepare(RunSpec(problems=["ridge_ho"], algorithms=["exact"], results=str(tmp_path / "r")))
+    assert data_root() != (tmp_path / "d").resolve()
