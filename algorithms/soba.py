@@ -46,6 +46,7 @@ from __future__ import annotations
 import torch
 
 from blobench.algorithm import State
+from blobench.errors import NotApplicable
 from blobench.params import POSITIVE, Param
 from blobench.problem import Problem
 from blobench.single_loop import (
@@ -109,6 +110,9 @@ class SABA(SOBA):
     params = {**COMMON}
     #: per-sample oracles by one vmap over the batch (False: the reference Python loop)
     batched = True
+    #: the per-sample memory tables hold (2n + m)·dim θ + (n + m)·dim λ numbers; larger
+    #: tables are declined (status not_applicable) instead of exhausting the machine's memory
+    max_table_gib = 4.0
 
     def applies_to(self, problem, params=None):
         return finite_sum_reason(problem)
@@ -117,6 +121,12 @@ class SABA(SOBA):
         super().setup(problem, state)
         n, m = int(problem.n_inner_samples), int(problem.n_outer_samples)
         th, la = state.theta, state.lam
+        gib = ((2 * n + m) * th.numel() * th.element_size()
+               + (n + m) * la.numel() * la.element_size()) / 2**30
+        if gib > self.max_table_gib:
+            raise NotApplicable(
+                f"saba's per-sample memory tables need {gib:.1f} GiB (n={n}, m={m}, "
+                f"dim θ={th.numel()}, dim λ={la.numel()}) > {self.max_table_gib} GiB")
         state.extra["memory"] = {
             "g_theta": th.new_zeros(n, th.numel()), "hv": th.new_zeros(n, th.numel()),
             "jv": la.new_zeros(n, la.numel()),

@@ -312,3 +312,23 @@ def test_single_loop_and_double_loop_reach_the_synthetic_optimum(registry, name,
     prob = registry.problem("penalty_synthetic")(example=example)
     state = run_from_init(registry, prob, name, steps, **params)
     assert prob.evaluate(state.theta, state.lam)["error"] < 1e-8
+
+
+def test_saba_declines_memory_tables_beyond_its_limit():
+    """SABA keeps one table row per sample: a problem whose tables exceed ``max_table_gib``
+    (sparse_ho at full: 5,657 × 130,107 floats per table) is declined as not_applicable
+    with the size in the reason, not allowed to exhaust the memory."""
+    from blobench.errors import NotApplicable
+    from blobench.registry import get_registry
+
+    registry = get_registry([])
+    problem = registry.problem("finite_sum_quadratic")(size="quick", seed=0)
+    saba = registry.algorithm("saba")()
+    gen = torch.Generator().manual_seed(0)
+    lam0 = problem.init_outer(gen)
+    theta0 = problem.init_inner(lam0, gen)
+    saba.max_table_gib = 1e-6  # the quick tables are ~0.1 MiB
+    with pytest.raises(NotApplicable, match="memory tables need"):
+        saba.init(problem, theta0, lam0, gen)
+    saba.max_table_gib = 4.0
+    saba.init(problem, theta0, lam0, gen)
