@@ -182,6 +182,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p_list = add("list", "problems and algorithms with their hyperparameters")
     p_list.add_argument("what", nargs="?", choices=("problems", "algorithms"))
+    p_list.add_argument("--variants", action="store_true",
+                        help="count each algorithm's discrete configurations (bool and "
+                        "choice hyperparameters: warm/cold, inner solver, switches)")
     add_common(p_list, results=False)
 
     _add_run_options(add("run", "run cells (problem × algorithm × seed)"))
@@ -276,6 +279,7 @@ def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
                 lines.append(f"      {pname}: {param.describe()}  {param.help}")
     if args.what in (None, "algorithms"):
         lines.append("Algorithms:")
+        total = 0
         for name, cls in sorted(registry.algorithms.items()):
             lines.append(f"  {name}  [{cls.family}]")
             if cls.reference:
@@ -286,8 +290,40 @@ def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
                      if cls().skip_reason(pc)]
             if skips:
                 lines.append(f"      does not apply to: {', '.join(skips)}")
+            if getattr(args, "variants", False):
+                count, axes = _variants(cls)
+                total += count
+                lines.append(f"      variants: {count} ({' × '.join(axes) or 'one'})")
+        if getattr(args, "variants", False):
+            lines.append(f"{total} discrete algorithm configurations (entry × the accepted "
+                         "combinations of its bool / choice hyperparameters; continuous ones "
+                         "count once); "
+                         "`blobench check NAME` checks the defaults of one entry, not every "
+                         "variant")
     warnings = [f"plugin {where} not loaded: {message}" for where, message in registry.errors]
     return "\n".join(lines) + "\n", warnings
+
+
+def _variants(cls: type) -> tuple[int, list[str]]:
+    """(number of valid discrete configurations, the axes ``name(n)``) of an algorithm class:
+    the combinations of its bool and ``choices`` hyperparameters (``None`` too when optional)
+    that the entry accepts (its constructor validates them, e.g. sama rejects cold starts)."""
+    import itertools
+
+    axes = {}
+    for pname, param in cls.params.items():
+        values = (list(param.choices) if param.choices is not None
+                  else [False, True] if param.type is bool else [])
+        if values:
+            axes[pname] = values + [None] * bool(param.optional)
+    count = 0
+    for combo in itertools.product(*axes.values()):
+        try:
+            cls(**dict(zip(axes, combo, strict=True)))
+        except Exception:  # a combination the entry rejects is no variant
+            continue
+        count += 1
+    return count, [f"{k}({len(v)})" for k, v in axes.items()]
 
 
 def _listing_key(args: argparse.Namespace) -> str:
@@ -298,7 +334,8 @@ def _listing_key(args: argparse.Namespace) -> str:
 
     from blobench.api import PROJECT_ROOT
 
-    h = hashlib.sha256(f"{__version__} {args.what} {sys.version}".encode())
+    h = hashlib.sha256(f"{__version__} {args.what} {getattr(args, 'variants', False)} "
+                       f"{sys.version}".encode())
     folders = [Path(__file__).parent, PROJECT_ROOT / "problems", PROJECT_ROOT / "algorithms",
                *(Path(p) for p in args.plugins)]
     for folder in folders:

@@ -90,3 +90,12 @@ def test_pzobo_converges_in_its_directions(registry, monkeypatch):
     monkeypatch.setattr(module, "smoothed_vjp", lambda *a: -smoothed(*a))
     ok, detail = check_claims.check_knob(cls, registry, cls.check_knob)
     assert not ok, detail
+
+
+def test_list_variants_counts_only_accepted_combinations(registry):
+    from blobench.cli import _variants
+
+    count, axes = _variants(registry.algorithm("sama"))
+    # warm_start × outer_optimizer × base_optimizer = 8, less the 4 cold starts sama rejects
+    assert axes == ["warm_start(2)", "outer_optimizer(2)", "base_optimizer(2)"]
+    assert count == 4
