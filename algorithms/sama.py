@@ -17,10 +17,11 @@ outer steps: a warm start), then the estimate above at θ_T, then the outer opti
 With ``base_optimizer=sgd`` this is the identity-Hessian (T1–T2) approximation with s = η.
 Defaults: Adam (the paper's base optimizer for its experiments) at the problem's inner step
 size, T = 10, ε₀ = 0.01 (DARTS' finite-difference radius, as ``darts_fd``). A deliberately
-biased estimator: exact only where P = H⁻¹. Known failure mode (measured by ``blobench check
-sama``): when the inner problem is solved nearly exactly, Adam's √v̂ → 0 and P = η/(√v̂ + ε)
-grows up to η/ε, so the estimate explodes (sinusoid[proximal=2] diverges; quadratic and
-coupled_quadratic mean cosine 0.11 / 0.20); ``base_optimizer=sgd`` is the bounded variant.
+biased estimator: exact only where P = H⁻¹ (``blobench check sama`` verifies the direction by
+hand, kind ``approximation``). Where a coordinate's gradient was 0 at every step (v̂ = 0: Adam
+never moved it, e.g. dead units of sinusoid[proximal=2] where θ₀ = λ) P would be η/ε = 1e8 η
+and the estimate NaN; P = η there (the identity base Jacobian). Elsewhere a small v̂ still
+makes P large: mean cosine with dF/dλ 0.11 on quadratic (``base_optimizer=sgd``: 0.76).
 Cost per outer step: T inner gradients + 1 outer gradient + 2 inner gradients (FD).
 """
 
