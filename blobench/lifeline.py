@@ -14,9 +14,12 @@ nobody kills a hung cell, and the fork server's ``pymp-*`` temporary folder stay
   ``--cell-timeout`` so that the timeout holds without any supervisor (SIGALRM's default action
   kills the process in the kernel: no Python code, GIL or parent is needed).
 - Imported by the fork server (first in the server's preload list), this module watches the
-  alive pipe from a thread: once the main process is gone, the server removes its ``pymp-*``
-  folder (holding its socket) and exits — even while it is still importing torch, before its
-  own loop could notice; its cells die with it.
+  alive pipe from a thread: once the main process is gone, the server removes its socket and
+  the ``pymp-*`` folder that held it, if nothing else is left there, and exits — even while it
+  is still importing torch, before its own loop could notice; its cells die with it. The
+  folder is shared: it is the temporary folder of the process that started the server, which
+  its spawned children (e.g. Dask workers, whose own fork servers put their sockets there)
+  inherit — so a server never removes what is not its own.
 - The resource tracker then exits by itself: every holder of its pipe is gone.
 """
 
@@ -27,7 +30,6 @@ import ctypes
 import math
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -109,19 +111,30 @@ def _server_frame() -> Any:
     return frame
 
 
-def _listener_folder(listener_fd: int) -> str | None:
+def _listener_address(listener_fd: int) -> str | None:
+    """The path of the server's socket when it lies in a ``pymp-*`` folder, else None."""
     try:
         with socket.socket(fileno=os.dup(listener_fd)) as sock:
             address = sock.getsockname()
     except OSError:
         return None
     folder = os.path.dirname(address) if isinstance(address, str) else ""
-    return folder if os.path.basename(folder).startswith("pymp-") else None
+    return address if os.path.basename(folder).startswith("pymp-") else None
 
 
-def _server_exits_with_its_run(alive_r: int, folder: str | None) -> None:
+def _remove_socket(address: str) -> None:
+    """Remove the server's socket, then its folder if that left it empty (module docstring)."""
+    for remove, path in ((os.unlink, address), (os.rmdir, os.path.dirname(address))):
+        try:
+            remove(path)
+        except OSError:  # gone already, or the folder still holds someone else's files
+            return
+
+
+def _server_exits_with_its_run(alive_r: int, address: str | None) -> None:
     """In the fork server: once every writer of the alive pipe is gone (the main process
-    died; cells closed their copies), remove the server's folder and exit — also while the
+    died; cells closed their copies), remove the server's socket (and its folder, if empty) and
+    exit — also while the
     server is still importing its preload, before its own loop could notice."""
     poller = select.poll()
     poller.register(alive_r, select.POLLHUP)
@@ -131,19 +144,27 @@ def _server_exits_with_its_run(alive_r: int, folder: str | None) -> None:
                 break
         except InterruptedError:
             continue
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+    if address is not None:
+        _remove_socket(address)
     os._exit(0)  # its cells die with it (PR_SET_PDEATHSIG)
+
+
+def _remove_in_process(address: str, pid: int) -> None:
+    """At exit of the fork server only: every cell is forked from the server and inherits its
+    exit handlers, and a cell that leaves through the interpreter's exit (``sys.exit`` inside a
+    cell) must not remove the socket of the server that is still serving the run."""
+    if os.getpid() == pid:
+        _remove_socket(address)
 
 
 def _in_server() -> None:
     frame = _server_frame()
     if frame is None:
         return
-    folder = _listener_folder(frame.f_locals["listener_fd"])
-    if folder is not None:
-        atexit.register(shutil.rmtree, folder, True)
-    threading.Thread(target=_server_exits_with_its_run, args=(frame.f_locals["alive_r"], folder),
+    address = _listener_address(frame.f_locals["listener_fd"])
+    if address is not None:
+        atexit.register(_remove_in_process, address, os.getpid())
+    threading.Thread(target=_server_exits_with_its_run, args=(frame.f_locals["alive_r"], address),
                      name="blobench-lifeline", daemon=True).start()
 
 

@@ -142,3 +142,22 @@ def test_a_write_cut_by_kill_9_leaves_no_record_and_the_next_writer_sweeps_it(tm
     assert list(store.records()) == [] and store.corrupt == []  # never read as records
     store.write({"key": "ab" * 12, "status": "ok"})
     assert not orphan.exists() and live.exists() and remote.exists()
+
+
+def test_a_server_removes_its_socket_and_only_an_empty_folder(tmp_path):
+    """A fork server's socket lies in the temporary folder of the process that started it,
+    which spawned children (Dask workers) inherit and put their own servers' sockets in: a
+    server that exits removes its socket, and the folder only when nothing else is left — a
+    Dask worker's server closing must not take the run's own server socket with it."""
+    from blobench.lifeline import _remove_socket
+
+    folder = tmp_path / "pymp-shared"
+    folder.mkdir()
+    mine, other = folder / "listener-mine", folder / "listener-other"
+    mine.touch()
+    other.touch()
+    _remove_socket(str(mine))
+    assert not mine.exists() and other.exists()
+    _remove_socket(str(other))
+    assert not folder.exists()
+    _remove_socket(str(other))  # already gone: nothing raised
