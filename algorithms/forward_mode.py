@@ -37,7 +37,9 @@ class ForwardMode(DoubleLoop):
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),
         "chunk_size": Param(int, 0, "columns of Z propagated per vectorized batch (0 = all)",
                             low=0),
-        "max_tangent_size": Param(int, 10**7, "refuse problems with dim θ · dim λ above this",
+        # 10⁶: each inner step propagates dim λ tangent columns; at 4·10⁶ (sparse_ho quick,
+        # 2,000 × 2,000 through sparse products) one cell took over 8 CPU-minutes
+        "max_tangent_size": Param(int, 10**6, "refuse problems with dim θ · dim λ above this",
                                   low=1),
     }
 
