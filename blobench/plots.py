@@ -68,6 +68,11 @@ class FigureStyle:
         return f"{self.order.index(label) + 1}. {label}" + (f" [{fam}]" if fam else "") \
             if label in self.order else label
 
+    def rank_label(self, label: str) -> str:
+        """The configuration's rank alone (the figure's legend names it): a tick label that
+        still fits when 30 configurations share a narrow panel."""
+        return str(self.order.index(label) + 1) if label in self.order else label
+
 
 def _legend(ax: Any, n: int) -> None:
     if n > 4:
@@ -313,11 +318,11 @@ def implicit_bias(traces: pd.DataFrame, final: pd.DataFrame, path: Path, style: 
         order = style.sort(med.index)
         ax.barh(range(len(order)), [med[lab] for lab in order],
                 color=[style.colors.get(lab) for lab in order])
-        ax.set_yticks(range(len(order)), [style.legend_label(lab) for lab in order])
+        ax.set_yticks(range(len(order)), [style.rank_label(lab) for lab in order])
         ax.invert_yaxis()
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlabel("F(λ) − f(θ, λ) at the final λ (median over seeds)")
-        ax.set_ylabel("")
+        ax.set_ylabel("configuration (rank, as in the legend)")
         ax.set_title("cold-restart gap at the final λ (> 0: θ carries outer information)"
                      + (f"\noff scale: {', '.join(off)}" if off else ""), fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
