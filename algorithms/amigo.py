@@ -27,9 +27,9 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop
-from blobench.params import Param
-from blobench.single_loop import FreshBatchDerivatives
+from blobench.bases.algorithm import DoubleLoop
+from blobench.bases.single_loop import FreshBatchDerivatives
+from blobench.contracts.params import Param
 
 
 class AmIGO(DoubleLoop):

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop, init_dependence_reason, meta_params
-from blobench.problem import Problem
+from blobench.bases.algorithm import DoubleLoop, init_dependence_reason, meta_params
+from blobench.contracts.problem import Problem
 
 
 class ANIL(DoubleLoop):

@@ -20,9 +20,9 @@ Cost per outer step: T inner gradients + 2K HVPs + one mixed product; memory O(d
 
 from __future__ import annotations
 
-from blobench.algorithm import POSITIVE, ImplicitDoubleLoop
 from blobench.autodiff import least_squares_gd
-from blobench.params import Param
+from blobench.bases.algorithm import POSITIVE, ImplicitDoubleLoop
+from blobench.contracts.params import Param
 
 
 class ApproxGrad(ImplicitDoubleLoop):

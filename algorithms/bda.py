@@ -19,8 +19,8 @@ O(T · dim θ). Default: cold start per outer step (θ₀ fixed), as in the pape
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.algorithm import POSITIVE, DoubleLoop
-from blobench.params import Param
+from blobench.bases.algorithm import POSITIVE, DoubleLoop
+from blobench.contracts.params import Param
 
 
 class BDA(DoubleLoop):

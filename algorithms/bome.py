@@ -32,14 +32,14 @@ gradients + 1 outer gradient; memory O(dim θ + dim λ).
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.params import POSITIVE, Param
-from blobench.single_loop import (
+from blobench.bases.single_loop import (
     SingleLoop,
     inner_batch,
     or_default,
     outer_batch,
     sgd_outer_step,
 )
+from blobench.contracts.params import POSITIVE, Param
 
 
 class BOME(SingleLoop):

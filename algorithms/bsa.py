@@ -11,7 +11,7 @@ first stochastic bilevel method with a Neumann-type inverse estimate. Each outer
        ∇̄f = ∇_λ f(θ, λ; ξ) − J(θ, λ; ξ₀) · (Q/L) Π_{i=1..p} (I − H(θ, λ; ξ_i)/L) ∇_θ f(θ, λ; ξ)
 
    (unbiased for the Q-term Neumann series ∇_λ f − J (1/L) Σ_{q<Q} (I − H/L)^q ∇_θ f;
-   :func:`blobench.recursive.neumann_hypergradient` with a truncated draw);
+   :func:`blobench.bases.recursive.neumann_hypergradient` with a truncated draw);
 3. λ ← λ − α ∇̄f.
 
 Defaults: t_k = T = 10 inner steps (the paper lets t_k grow as √(k+1) for its rate; fixed T as
@@ -23,10 +23,10 @@ Cost per outer step: T inner gradients + p ≤ Q − 1 HVPs + 1 mixed product + 
 
 from __future__ import annotations
 
-from blobench.algorithm import DoubleLoop
-from blobench.params import POSITIVE, Param
-from blobench.recursive import NeumannDraw, neumann_hypergradient
-from blobench.single_loop import outer_lr_default
+from blobench.bases.algorithm import DoubleLoop
+from blobench.bases.recursive import NeumannDraw, neumann_hypergradient
+from blobench.bases.single_loop import outer_lr_default
+from blobench.contracts.params import POSITIVE, Param
 
 
 class BSA(DoubleLoop):

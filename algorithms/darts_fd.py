@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import POSITIVE, DoubleLoop
-from blobench.params import Param
+from blobench.bases.algorithm import POSITIVE, DoubleLoop
+from blobench.contracts.params import Param
 
 
 class DartsFD(DoubleLoop):

@@ -12,10 +12,10 @@ small problems only.
 
 from __future__ import annotations
 
-from blobench.algorithm import ImplicitDoubleLoop
 from blobench.autodiff import dense_solve
-from blobench.errors import NotApplicable
-from blobench.params import Param
+from blobench.bases.algorithm import ImplicitDoubleLoop
+from blobench.contracts.errors import NotApplicable
+from blobench.contracts.params import Param
 
 MAX_DENSE_DIM = 5000
 

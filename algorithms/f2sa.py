@@ -35,9 +35,7 @@ and T + 1 outer gradients; memory O(dim θ + dim λ).
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.errors import UserError
-from blobench.params import POSITIVE, Param
-from blobench.single_loop import (
+from blobench.bases.single_loop import (
     SingleLoop,
     decayed,
     inner_batch,
@@ -46,6 +44,8 @@ from blobench.single_loop import (
     outer_lr_default,
     sgd_outer_step,
 )
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import POSITIVE, Param
 
 
 class F2SA(SingleLoop):

@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop
-from blobench.errors import NotApplicable
-from blobench.params import Param
+from blobench.bases.algorithm import DoubleLoop
+from blobench.contracts.errors import NotApplicable
+from blobench.contracts.params import Param
 
 
 class ForwardMode(DoubleLoop):

@@ -12,7 +12,7 @@ and the hypergradient estimate carries STORM momentum (Cutkosky & Orabona 2019):
     λ_{k+1} = λ_k − γ_k d_k
 
 (the momentum correction evaluates ĥ at the previous point on the same batches D₂, B₃;
-:func:`blobench.recursive.recursive`). Step sizes ∝ (k+1)^{-1/2} for ρ, γ and the momentum
+:func:`blobench.bases.recursive.recursive`). Step sizes ∝ (k+1)^{-1/2} for ρ, γ and the momentum
 weight a_k (the schedule of benchopt's FSLA; the paper's Theorem takes constant steps of order
 1/√K); ``decay=false`` keeps them constant (a_k = a).
 
@@ -26,9 +26,8 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.params import POSITIVE, Param
-from blobench.recursive import STEP_PARAMS, linear_hypergradient, recursive
-from blobench.single_loop import (
+from blobench.bases.recursive import STEP_PARAMS, linear_hypergradient, recursive
+from blobench.bases.single_loop import (
     SingleLoop,
     decayed,
     inner_batch,
@@ -37,6 +36,7 @@ from blobench.single_loop import (
     outer_lr_default,
     sgd_outer_step,
 )
+from blobench.contracts.params import POSITIVE, Param
 
 
 class FSLA(SingleLoop):

@@ -25,9 +25,9 @@ product; memory O(dim θ + dim λ).
 
 from __future__ import annotations
 
-from blobench.algorithm import ImplicitDoubleLoop
 from blobench.autodiff import cg
-from blobench.params import Param
+from blobench.bases.algorithm import ImplicitDoubleLoop
+from blobench.contracts.params import Param
 
 #: HOAG's tolerance sequences (Pedregosa 2016, §4 experiments), all summable
 HOAG_SCHEDULES = {"fixed": None, "quadratic": lambda k: 0.1 * k**-2.0,

@@ -29,9 +29,9 @@ Cost per outer step: T inner gradients + K HVPs + one mixed product; memory O(di
 
 from __future__ import annotations
 
-from blobench.algorithm import POSITIVE, ImplicitDoubleLoop
 from blobench.autodiff import fixed_point, neumann
-from blobench.params import Param
+from blobench.bases.algorithm import POSITIVE, ImplicitDoubleLoop
+from blobench.contracts.params import Param
 
 
 def _alpha(algorithm, problem, ops) -> float:

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from blobench.params import POSITIVE, Param
-from blobench.recursive import STEP_PARAMS, soba_update
-from blobench.single_loop import (
+from blobench.bases.recursive import STEP_PARAMS, soba_update
+from blobench.bases.single_loop import (
     SingleLoop,
     decayed,
     inner_batch,
@@ -41,6 +40,7 @@ from blobench.single_loop import (
     outer_lr_default,
     soba_oracles,
 )
+from blobench.contracts.params import POSITIVE, Param
 
 
 class MASOBA(SingleLoop):

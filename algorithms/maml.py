@@ -34,10 +34,10 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop, ImplicitDoubleLoop, State
-from blobench.errors import UserError
-from blobench.params import Param
-from blobench.problem import Problem
+from blobench.bases.algorithm import DoubleLoop, ImplicitDoubleLoop, State
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Problem
 
 Tensor = torch.Tensor
 

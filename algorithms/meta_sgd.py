@@ -26,7 +26,12 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop, init_dependence_reason, make_outer_optimizer, meta_params
+from blobench.bases.algorithm import (
+    DoubleLoop,
+    init_dependence_reason,
+    make_outer_optimizer,
+    meta_params,
+)
 
 
 class MetaSGD(DoubleLoop):

@@ -9,7 +9,7 @@
 
 where ∇̂Φ is the paper's eq. (3): ∇_λ f − J · η Σ_{q=0..Q} Π_{j≤q} (I − η H(B_j)) ∇_θ f, the
 summed Q-term stochastic Neumann series, evaluated at both points on the same batches
-(:class:`blobench.recursive.DoubleMomentum`, ``truncated = False``). Step sizes as in the
+(:class:`blobench.bases.recursive.DoubleMomentum`, ``truncated = False``). Step sizes as in the
 paper's Theorem 1: η_k ∝ (k+1)^{-1/3} for both variables and momentum weights
 α_k = β_k ∝ η_k² ∝ (k+1)^{-2/3} (here a_k = min(1, c (k+1)^{-2/3}), so the first estimate is the
 plain stochastic one); ``decay=false`` keeps ρ, γ constant.
@@ -21,7 +21,7 @@ gradient + Q HVPs + mixed product + outer gradient); memory O(dim θ + dim λ).
 
 from __future__ import annotations
 
-from blobench.recursive import DoubleMomentum
+from blobench.bases.recursive import DoubleMomentum
 
 
 class MRBO(DoubleMomentum):

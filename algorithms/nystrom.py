@@ -9,7 +9,7 @@ iterations:
     (C W⁻¹ Cᵀ + ρI)⁻¹ b = (b − C (ρ W + CᵀC)⁻¹ Cᵀ b) / ρ,    C = H_{:,K},  W = H_{K,K}
 
 (k Hessian-vector products H e_i for the columns, then a k × k solve), and the implicit
-hypergradient ∇_λ f − J v (:class:`~blobench.algorithm.ImplicitDoubleLoop`). As k → dim θ
+hypergradient ∇_λ f − J v (:class:`~blobench.bases.algorithm.ImplicitDoubleLoop`). As k → dim θ
 and ρ → 0 it is the exact IFT solve (for k = dim θ, H_{:,K} H_{K,K}⁻¹ H_{K,:} = H); the paper
 shows small k already accurate because the Hessians of trained networks have a few dominant
 eigenvalues. A new column set is drawn at every outer step from the run's generator.
@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import torch
 
-from blobench.algorithm import ImplicitDoubleLoop
 from blobench.autodiff import dense_solve
-from blobench.params import POSITIVE, Param
+from blobench.bases.algorithm import ImplicitDoubleLoop
+from blobench.contracts.params import POSITIVE, Param
 
 
 def nystrom_solve(columns: torch.Tensor, index: torch.Tensor, b: torch.Tensor, rho: float

@@ -22,8 +22,8 @@ Both are biased by design: they do not converge to dF/dλ as T grows.
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.algorithm import POSITIVE, DoubleLoop, ImplicitDoubleLoop
-from blobench.params import Param
+from blobench.bases.algorithm import POSITIVE, DoubleLoop, ImplicitDoubleLoop
+from blobench.contracts.params import Param
 
 _ONE_STEP = Param(int, 1, "T: inner gradient steps per outer step", low=1)
 

@@ -2,7 +2,7 @@
 2011), through Optuna's ``TPESampler`` (Akiba et al., KDD 2019): the model-based black-box
 baseline.
 
-Each outer step is one trial (:class:`blobench.blackbox.BlackBoxSearch`): Optuna's ask/tell
+Each outer step is one trial (:class:`blobench.bases.blackbox.BlackBoxSearch`): Optuna's ask/tell
 interface proposes λ in the box λ₀ ± R (one float per coordinate; the first trial is λ₀, added
 to the study as a completed trial), the inner problem is solved to tolerance and F(λ) is told
 back; the best trial is the run's λ and θ. The sampler is seeded from the run's generator
@@ -17,7 +17,7 @@ import importlib.util
 
 import torch
 
-from blobench.blackbox import BlackBoxSearch
+from blobench.bases.blackbox import BlackBoxSearch
 
 
 def _optuna():

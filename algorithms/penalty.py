@@ -57,10 +57,10 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import Algorithm, State, outer_update
-from blobench.params import POSITIVE, Param
-from blobench.problem import Problem
-from blobench.single_loop import inner_batch, or_default, outer_batch, outer_lr_default
+from blobench.bases.algorithm import Algorithm, State, outer_update
+from blobench.bases.single_loop import inner_batch, or_default, outer_batch, outer_lr_default
+from blobench.contracts.params import POSITIVE, Param
+from blobench.contracts.problem import Problem
 
 GROWTH, SHRINK = 1.1, 0.9  # the authors' schedule factors
 MAX_HALVINGS = 40

@@ -29,9 +29,9 @@ from collections.abc import Callable
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import POSITIVE, DoubleLoop
-from blobench.params import Param
-from blobench.single_loop import outer_lr_default
+from blobench.bases.algorithm import POSITIVE, DoubleLoop
+from blobench.bases.single_loop import outer_lr_default
+from blobench.contracts.params import Param
 
 
 class PZOBO(DoubleLoop):

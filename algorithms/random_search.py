@@ -1,6 +1,6 @@
 """Random search over λ (Bergstra & Bengio, JMLR 2012): the black-box baseline.
 
-Each outer step is one trial (:class:`blobench.blackbox.BlackBoxSearch`): λ drawn uniformly
+Each outer step is one trial (:class:`blobench.bases.blackbox.BlackBoxSearch`): λ drawn uniformly
 from the box λ₀ ± R (from the run's generator; the first trial is λ₀), the inner problem solved
 to a relative gradient tolerance from a fixed cold start, F(λ) = f(θ(λ), λ) evaluated on the
 full outer objective, the best trial kept as the run's λ and θ. Defaults: R = 3, inner
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from blobench.blackbox import BlackBoxSearch
+from blobench.bases.blackbox import BlackBoxSearch
 
 
 class RandomSearch(BlackBoxSearch):

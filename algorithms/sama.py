@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.algorithm import POSITIVE, DoubleLoop
-from blobench.params import Param
+from blobench.bases.algorithm import POSITIVE, DoubleLoop
+from blobench.contracts.params import Param
 
 
 class SAMA(DoubleLoop):
@@ -50,7 +50,7 @@ class SAMA(DoubleLoop):
 
     def check_config(self):
         if not self.warm_start:
-            from blobench.errors import UserError
+            from blobench.contracts.errors import UserError
             raise UserError("sama: the base optimizer's state is carried across outer steps "
                             "(warm_start must be true)")
 

@@ -28,7 +28,7 @@ f = (1/m) Σ f_j (Defazio et al. 2014): for each oracle h with a memory table (h
 with constant step sizes (the paper's Theorem 2). Memories start at zero (SAGA's estimator is
 unbiased for any memory content, so the first epoch behaves like SOBA). SABA needs per-sample
 indexing: it applies to problems that declare ``n_inner_samples`` and ``n_outer_samples`` and
-whose samplers return index tensors (see :mod:`blobench.single_loop`); when both samplers
+whose samplers return index tensors (see :mod:`blobench.bases.single_loop`); when both samplers
 return None (full batch) SABA's estimator is the full oracle and it coincides with SOBA at
 constant steps.
 
@@ -36,7 +36,7 @@ Step sizes: ρ = None → ``problem.inner_step_size(λ)`` (1/L of g, re-read at 
 γ = None → 0.1 · ``problem.outer_step_size()`` (``single_loop.OUTER_SCALE``).
 Cost per step: SOBA 1 inner gradient + 1 HVP + 1 mixed product + 1 outer gradient; SABA the
 same per distinct sample of the batch (it needs per-sample values for its memories), computed
-by one ``torch.func.vmap`` over the samples (:func:`~blobench.single_loop.per_sample_inner`;
+by one ``torch.func.vmap`` over the samples (:func:`~blobench.bases.single_loop.per_sample_inner`;
 a Python loop only for losses vmap cannot trace); its tables take O(n dim θ + m (dim θ +
 dim λ)) memory.
 """
@@ -45,11 +45,8 @@ from __future__ import annotations
 
 import torch
 
-from blobench.algorithm import State
-from blobench.errors import NotApplicable
-from blobench.params import POSITIVE, Param
-from blobench.problem import Problem
-from blobench.single_loop import (
+from blobench.bases.algorithm import State
+from blobench.bases.single_loop import (
     SingleLoop,
     decayed,
     finite_sum_reason,
@@ -62,6 +59,9 @@ from blobench.single_loop import (
     sgd_outer_step,
     soba_oracles,
 )
+from blobench.contracts.errors import NotApplicable
+from blobench.contracts.params import POSITIVE, Param
+from blobench.contracts.problem import Problem
 
 COMMON = {
     "inner_lr": Param(float, None, "ρ: step on θ and v; None = the problem's 1/L",

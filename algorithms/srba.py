@@ -12,7 +12,7 @@ one outer batch j, the same oracles at the current and at the previous point,
 
     D_t = D_{t−1} + D(θ_t, v_t, λ_t; i, j) − D(θ_{t−1}, v_{t−1}, λ_{t−1}; i, j)
 
-(:func:`blobench.recursive.recursive` with a = 0), then the simultaneous update
+(:func:`blobench.bases.recursive.recursive` with a = 0), then the simultaneous update
 θ ← θ − ρ D_θ, v ← v − ρ D_v, λ ← λ − γ D_λ with constant steps (the paper's Theorem 1).
 The paper's projection of v onto a ball (for the analysis) is not applied.
 
@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import math
 
-from blobench.params import Param
-from blobench.recursive import STEP_PARAMS, recursive, soba_update
-from blobench.single_loop import (
+from blobench.bases.recursive import STEP_PARAMS, recursive, soba_update
+from blobench.bases.single_loop import (
     SingleLoop,
     finite_sum_reason,
     inner_batch,
@@ -40,6 +39,7 @@ from blobench.single_loop import (
     outer_lr_default,
     soba_oracles,
 )
+from blobench.contracts.params import Param
 
 
 def default_period(problem, batch) -> int:

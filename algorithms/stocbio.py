@@ -22,9 +22,9 @@ Q (gradient + HVP) for the series + 1 mixed product + 1 outer gradient; memory O
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop
-from blobench.params import Param
-from blobench.single_loop import FreshBatchDerivatives
+from blobench.bases.algorithm import DoubleLoop
+from blobench.bases.single_loop import FreshBatchDerivatives
+from blobench.contracts.params import Param
 
 
 class StocBiO(DoubleLoop):

@@ -10,7 +10,7 @@
 
 with ∇̄f Ghadimi & Wang's hypergradient estimator (2018, eq. (2.8)-(2.9)): a randomly
 truncated Neumann chain, ∇_λ f − J · (Q/L) Π_{i=1..p} (I − H_i/L) ∇_θ f, p ~ U{0, …, Q−1},
-drawn once per step and used at both points (:class:`blobench.recursive.DoubleMomentum`,
+drawn once per step and used at both points (:class:`blobench.bases.recursive.DoubleMomentum`,
 ``truncated = True``). Step sizes of the paper's Theorem 1: α_k, β_k ∝ (k+1)^{-1/3} (ρ, γ below)
 and η_k ∝ α_k² ∝ (k+1)^{-2/3} (a_k = min(1, c (k+1)^{-2/3})).
 
@@ -22,7 +22,7 @@ Q = 10, 1/L = η = ρ; c = 1. Memory O(dim θ + dim λ).
 
 from __future__ import annotations
 
-from blobench.recursive import DoubleMomentum
+from blobench.bases.recursive import DoubleMomentum
 
 
 class SUSTAIN(DoubleMomentum):

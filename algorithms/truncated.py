@@ -18,9 +18,9 @@ bias as K shrinks); cold start per outer step as in the paper's Alg. 1.
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop
-from blobench.errors import UserError
-from blobench.params import Param
+from blobench.bases.algorithm import DoubleLoop
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param
 
 
 class Truncated(DoubleLoop):

@@ -34,8 +34,7 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.params import POSITIVE, Param
-from blobench.single_loop import (
+from blobench.bases.single_loop import (
     FreshBatchDerivatives,
     SingleLoop,
     decayed,
@@ -45,6 +44,7 @@ from blobench.single_loop import (
     outer_lr_default,
     sgd_outer_step,
 )
+from blobench.contracts.params import POSITIVE, Param
 
 
 class TTSA(SingleLoop):

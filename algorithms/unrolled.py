@@ -10,8 +10,8 @@ backpropagation through the T steps (Maclaurin et al. 2015; Franceschi et al. 20
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.algorithm import DoubleLoop
-from blobench.params import Param
+from blobench.bases.algorithm import DoubleLoop
+from blobench.contracts.params import Param
 
 
 class Unrolled(DoubleLoop):

@@ -33,8 +33,8 @@ Memory O(dim θ + dim λ).
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.params import POSITIVE, Param
-from blobench.single_loop import SingleLoop, or_default, outer_lr_default, sgd_outer_step
+from blobench.bases.single_loop import SingleLoop, or_default, outer_lr_default, sgd_outer_step
+from blobench.contracts.params import POSITIVE, Param
 
 
 def gradient_penalty_grads(problem, theta, lam, gamma: float):

@@ -16,7 +16,7 @@ steps, with an inner loop of m recursive steps on θ per outer step. Outer step 
 
 The first correction of each inner loop spans the λ step (its previous point is (θ, λ_k)), so
 the recursion telescopes exactly: u − ∇̂Φ(current) is a sum of zero-mean differences since the
-last restart (:func:`blobench.recursive.recursive` with a = 0). Constant step sizes
+last restart (:func:`blobench.bases.recursive.recursive` with a = 0). Constant step sizes
 (Theorem 2).
 
 Defaults: ρ = None → ``problem.inner_step_size(λ)``; γ = None → 0.1 · ``problem.outer_step_size``;
@@ -31,15 +31,15 @@ from __future__ import annotations
 import math
 
 from blobench import autodiff
-from blobench.params import POSITIVE, Param
-from blobench.recursive import STEP_PARAMS, NeumannDraw, neumann_hypergradient, recursive
-from blobench.single_loop import (
+from blobench.bases.recursive import STEP_PARAMS, NeumannDraw, neumann_hypergradient, recursive
+from blobench.bases.single_loop import (
     SingleLoop,
     finite_sum_reason,
     or_default,
     outer_lr_default,
     sgd_outer_step,
 )
+from blobench.contracts.params import POSITIVE, Param
 
 
 class VRBO(SingleLoop):

@@ -16,22 +16,23 @@ __version__ = "0.1.0"
 
 #: exported name -> the module that defines it
 _EXPORTS = {
-    "Algorithm": "blobench.algorithm", "DoubleLoop": "blobench.algorithm",
-    "ImplicitDoubleLoop": "blobench.algorithm", "State": "blobench.algorithm",
-    "UserError": "blobench.errors", "Param": "blobench.params",
-    "Budget": "blobench.problem", "Problem": "blobench.problem",
-    "run": "blobench.api", "load_results": "blobench.api", "RunSpec": "blobench.api",
-    "prepare": "blobench.api",
+    "Algorithm": "blobench.bases.algorithm", "DoubleLoop": "blobench.bases.algorithm",
+    "ImplicitDoubleLoop": "blobench.bases.algorithm", "State": "blobench.bases.algorithm",
+    "UserError": "blobench.contracts.errors", "Param": "blobench.contracts.params",
+    "Budget": "blobench.contracts.problem", "Problem": "blobench.contracts.problem",
+    "run": "blobench.workflows.api", "load_results": "blobench.workflows.api",
+    "RunSpec": "blobench.workflows.api",
+    "prepare": "blobench.workflows.api",
 }
 __all__ = ["Algorithm", "Budget", "DoubleLoop", "ImplicitDoubleLoop", "Param", "Problem",
            "RunSpec", "State", "UserError", "load_results", "prepare", "run"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from blobench.algorithm import Algorithm, DoubleLoop, ImplicitDoubleLoop, State
-    from blobench.api import RunSpec, load_results, prepare, run
-    from blobench.errors import UserError
-    from blobench.params import Param
-    from blobench.problem import Budget, Problem
+    from blobench.bases.algorithm import Algorithm, DoubleLoop, ImplicitDoubleLoop, State
+    from blobench.contracts.errors import UserError
+    from blobench.contracts.params import Param
+    from blobench.contracts.problem import Budget, Problem
+    from blobench.workflows.api import RunSpec, load_results, prepare, run
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,7 @@ Oracle calls are counted in :data:`oracle_counts` (``grad_inner``, ``grad_outer`
 ``mixed``) so the harness can report cost in oracle calls beside wall-clock.
 
 Analytic oracles: a problem may override ``inner_grad_oracle``, ``inner_hessian_operator``,
-``mixed_oracle`` and ``outer_grads_oracle`` (:class:`~blobench.problem.Problem`);
+``mixed_oracle`` and ``outer_grads_oracle`` (:class:`~blobench.contracts.problem.Problem`);
 :func:`inner_grad`, :func:`gradient_descent`, :func:`unroll`, :func:`outer_grads` and
 :class:`InnerDerivatives` use them instead of autograd (a call answered ``NotImplemented`` falls
 back to autodiff). On small problems this removes most of autograd's per-call overhead; the
@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import torch
 
-from blobench.problem import Batch, Problem
+from blobench.contracts.problem import Batch, Problem
 
 Tensor = torch.Tensor
 MatVec = Callable[[Tensor], Tensor]

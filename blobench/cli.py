@@ -1,7 +1,8 @@
 """The ``blobench`` command line: thin — it parses options and calls the Python API.
 
 ``blobench run`` turns its options (and a ``--config`` TOML file) into one
-:class:`blobench.api.RunSpec` and runs it through :func:`blobench.api.prepare`; the other
+:class:`blobench.workflows.api.RunSpec` and runs it through :func:`blobench.workflows.api.prepare`;
+the other
 subcommands call their module's function. This module imports nothing heavy at import time
 (no torch, pandas or plotting): each subcommand imports what it needs when it runs, and a
 subcommand implemented in its own module (``EXTENSIONS``) is imported only when it is the one
@@ -25,19 +26,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from blobench import __version__
-from blobench.api import DEFAULT_RESULTS, DEFAULT_SUITE, SUITES, RunSpec, cores
-from blobench.errors import UserError
-from blobench.validate import check_args, corrupt_report
+from blobench.contracts.errors import UserError
+from blobench.execution.validate import check_args, corrupt_report
+from blobench.workflows.api import DEFAULT_RESULTS, DEFAULT_SUITE, SUITES, RunSpec, cores
 
 DEFAULT_LEADERBOARD = "leaderboards"
 #: subcommands implemented in their own modules: ``add_arguments(parser)`` and
 #: ``command(args) -> exit code``; imported only when given. ``--results``, ``--plugins`` and
 #: the verbosity options are added here.
 EXTENSIONS = {
-    "reproduce": ("blobench.reproduce", "reproduce a seed paper's claims, with a verdict each"),
-    "tune": ("blobench.tuning", "tune hyperparameters on the validation objective"),
-    "bench": ("blobench.bench", "measure the benchmark's own speed against its goals"),
-    "data": ("blobench.data.cli", "datasets: list (license, present or not, where), fetch NAME"),
+    "reproduce": ("blobench.workflows.reproduce",
+                  "reproduce a seed paper's claims, with a verdict each"),
+    "tune": ("blobench.workflows.tuning", "tune hyperparameters on the validation objective"),
+    "bench": ("blobench.workflows.bench", "measure the benchmark's own speed against its goals"),
+    "data": ("blobench.toolkit.data.cli",
+             "datasets: list (license, present or not, where), fetch NAME"),
 }
 
 
@@ -90,7 +93,8 @@ def add_n_jobs(p: argparse.ArgumentParser, what: str = "cells", default: Any = N
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options of ``blobench run``: each is a :class:`~blobench.api.RunSpec` field and a
+    """The options of ``blobench run``: each is a :class:`~blobench.workflows.api.RunSpec` field
+    and a
     key of ``--config`` files. Defaults are SUPPRESSed here (the spec holds them), so that
     what the command line gives explicitly overrides the config file and nothing else does."""
     s = argparse.SUPPRESS
@@ -254,7 +258,7 @@ def _warn(message: str) -> None:
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    from blobench.registry import get_registry
+    from blobench.execution.registry import get_registry
 
     registry = get_registry(args.plugins)
     for where, message in registry.errors:
@@ -264,7 +268,7 @@ def _registry(args: argparse.Namespace) -> Any:
 
 def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
     """The text of ``blobench list`` and the registry's warnings (imports every entry)."""
-    from blobench.registry import get_registry
+    from blobench.execution.registry import get_registry
 
     registry = get_registry(args.plugins)
     lines = []
@@ -332,7 +336,7 @@ def _listing_key(args: argparse.Namespace) -> str:
     import hashlib
     from importlib.metadata import entry_points
 
-    from blobench.api import PROJECT_ROOT
+    from blobench.workflows.api import PROJECT_ROOT
 
     h = hashlib.sha256(f"{__version__} {args.what} {getattr(args, 'variants', False)} "
                        f"{sys.version}".encode())
@@ -378,7 +382,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def run_spec(args: argparse.Namespace) -> RunSpec:
     """The :class:`RunSpec` of ``blobench run``'s options: the ``--config`` file's keys, then
     the options given on the command line over them."""
-    from blobench.api import load_config
+    from blobench.workflows.api import load_config
 
     given = {k: v for k, v in vars(args).items()
              if k not in ("command", "config", "save_config", "dry_run", "debug", "quiet",
@@ -395,8 +399,8 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from blobench.api import prepare, save_config
-    from blobench.runner import progress_mode
+    from blobench.execution.runner import progress_mode
+    from blobench.workflows.api import prepare, save_config
 
     spec = run_spec(args)
     if args.save_config:
@@ -434,8 +438,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _check_compare(first: str, second: str, results: str) -> None:
     """Two folders, or two labels present in ``results``: anything else is an error."""
-    from blobench.errors import unknown_name
-    from blobench.store import ResultsStore
+    from blobench.contracts.errors import unknown_name
+    from blobench.execution.store import ResultsStore
 
     dirs = [Path(first).is_dir(), Path(second).is_dir()]
     if all(dirs):
@@ -451,8 +455,8 @@ def _check_compare(first: str, second: str, results: str) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from blobench.leaderboard import write_compare, write_leaderboard
-    from blobench.store import ResultsStore
+    from blobench.execution.store import ResultsStore
+    from blobench.reporting.leaderboard import write_compare, write_leaderboard
 
     registry = _registry(args)
     command = "blobench " + " ".join(args.argv)
@@ -478,19 +482,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from blobench.api import load_results
+    from blobench.workflows.api import load_results
 
     frame = load_results(args.results, all_versions=args.all_versions)
     if frame.empty:
         raise UserError(f"no records in {args.results}/: run `blobench run` first")
     if args.traces:
-        from blobench.results import results_frame
-        from blobench.store import ResultsStore
+        from blobench.execution.store import ResultsStore
+        from blobench.reporting.results import results_frame
 
         frame = results_frame(ResultsStore(args.results), all_versions=args.all_versions,
                               traces=True)
     if args.format == "parquet":
-        from blobench.results import write_parquet
+        from blobench.reporting.results import write_parquet
 
         if not args.out:
             raise UserError("--format parquet writes a binary file: give --out FILE")
@@ -508,7 +512,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from blobench.scaffold import new_entry
+    from blobench.workflows.scaffold import new_entry
 
     registry = _registry(args)
     path = new_entry(registry, args.kind, args.name, Path(args.dir) if args.dir else None)
@@ -520,7 +524,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from blobench.check import check_algorithm, check_problem, format_report
+    from blobench.workflows.check import check_algorithm, check_problem, format_report
 
     registry = _registry(args)
     if args.name:

@@ -22,7 +22,7 @@ def main() -> None:
     print(table.sort_values(("test_mse", "mean")))
 
     # %% 3. The pipeline behind blobench.run: plan first, look, then execute
-    from blobench.api import RunSpec, prepare
+    from blobench.workflows.api import RunSpec, prepare
 
     spec = RunSpec(problems=["ridge_ho"], algorithms=["soba", "exact"], seeds=2)
     pipeline = prepare(spec)

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from blobench.params import Param
-from blobench.problem import Budget, Problem
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
 
 RHO_MIN = 0.1
 

@@ -23,7 +23,8 @@ a small tabular dataset so that ground truth is exact: ``inner_solution`` by dam
 ``inner_step_size`` = 1/L, L = max_i a_i · λ_max(XᵀX)/(4n) + μ.
 
 Stochastic algorithms: a batch is a LongTensor of example indices (``batch_size`` of them,
-by the ``sampling`` scheme of blobench.sampling: epochs of shuffled blocks by default, or i.i.d.
+by the ``sampling`` scheme of blobench.toolkit.sampling: epochs of shuffled blocks by default, or
+i.i.d.
 draws with replacement); g on a batch is 1/|B| Σ_{i∈B} a_i ℓ_i + ½μ‖θ‖² (unbiased).
 ``n_inner_samples`` = n_train and ``n_outer_samples`` = n_val are the sizes of the two finite
 sums (for variance-reduced methods such as SABA); index i of the inner sum is training point i.
@@ -39,10 +40,10 @@ from __future__ import annotations
 
 import torch
 
-from blobench import datasets, glm
-from blobench.params import Param
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import datasets, glm
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 
 class DatacleaningLogreg(FiniteSumSamplers, Problem):

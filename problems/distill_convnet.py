@@ -6,15 +6,15 @@ Lorraine, Pedregosa, Duvenaud & Grosse 2022 ("On implicit bias in overparameteri
 optimization", ICML, Table 3: distillation, warm-start vs cold-start vs warm-start +
 re-train).
 
-Data (:mod:`blobench.data`): Fashion-MNIST (default; offline via Debian's
+Data (:mod:`blobench.toolkit.data`): Fashion-MNIST (default; offline via Debian's
 ``dataset-fashion-mnist``), MNIST or CIFAR-10 when present; a missing dataset makes the cell
 ``not_applicable`` ("data missing: run `blobench data fetch X`"). ``n_train`` real training
-images (the outer objective) and ``n_test`` test images (:func:`blobench.data.splits.
+images (the outer objective) and ``n_test`` test images (:func:`blobench.toolkit.data.splits.
 three_way`), standardized per channel by the statistics of the real training images.
 
 Variables: λ = the 10k synthetic images X̃ (k = ``per_class``; image s has class s mod 10),
 in the standardized pixel space, flattened; with ``learn_lr`` one more coordinate s, a log
-step-size scale. θ = the weights w of a ConvNet (:func:`blobench.convnets.convnet3`: depth ×
+step-size scale. θ = the weights w of a ConvNet (:func:`blobench.toolkit.convnets.convnet3`: depth ×
 [conv 3×3 – instance norm – ReLU – 2×2 average pooling], ``width`` channels, a linear
 classifier), θ₀ drawn from the cell's θ₀ generator (PyTorch's default init; the same θ₀ for
 every algorithm and every cold start of the cell).
@@ -29,7 +29,8 @@ dim θ points, has a manifold of interpolating minimizers: no ground truth.
 
 Evaluation (Vicol et al. 2022, Table 3): ``test_accuracy`` / ``test_loss`` of the
 algorithm's own θ (warm start carries information in θ that λ does not give back), and the
-**re-trained** network: the engine's cold restart (:mod:`blobench.metrics`) trains from the
+**re-trained** network: the engine's cold restart (:mod:`blobench.execution.metrics`) trains from
+the
 cell's θ₀ on the final synthetic images alone for exactly ``retrain_steps`` full-batch
 gradient steps of size ``inner_lr`` (a fixed budget, :attr:`Problem.retrain_steps`: a
 non-convex inner problem has no convergence test that names one answer) and records
@@ -51,12 +52,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blobench import convnets
-from blobench.data import load_dataset
-from blobench.data.splits import three_way
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
-from blobench.sampling import index_batch, sampling_param
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import convnets
+from blobench.toolkit.data import load_dataset
+from blobench.toolkit.data.splits import three_way
+from blobench.toolkit.sampling import index_batch, sampling_param
 
 N_CLASSES = 10
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import torch
 
-from blobench import datasets, glm
-from blobench.params import Param
-from blobench.problem import Budget, Problem
-from blobench.sampling import index_batch, sampling_param
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import datasets, glm
+from blobench.toolkit.sampling import index_batch, sampling_param
 
 N_CLASSES = 10
 

@@ -1,6 +1,6 @@
 """Few-shot image classification with a Conv-4 backbone: MAML and a ridge-head hyper-representation.
 
-Tasks (:mod:`blobench.fewshot`): N-way K-shot tasks over the classes of Fashion-MNIST
+Tasks (:mod:`blobench.toolkit.fewshot`): N-way K-shot tasks over the classes of Fashion-MNIST
 (``dataset=fashion_mnist``, default, offline), MNIST or both (when present; a missing
 dataset makes the cell ``not_applicable``), each under 4 rotations by 90° (a rotated class
 is a new class, as in the Omniglot protocol); base classes 0..6 of each dataset are the
@@ -10,7 +10,7 @@ fixed pool of ``n_tasks`` meta-training tasks (all used every outer step) and
 are drawn from the training file (Omniglot has 20 per class). Omniglot and miniImageNet
 themselves are not in the data layer's catalog yet.
 
-Backbone (:func:`blobench.convnets.conv4`): 4 × [conv 3×3, ``width`` channels – batch norm
+Backbone (:func:`blobench.toolkit.convnets.conv4`): 4 × [conv 3×3, ``width`` channels – batch norm
 on the batch's own statistics – ReLU – 2×2 max pooling] (Vinyals et al. 2016; MAML §5.2:
 width 64 on Omniglot); on 28×28 images 64 features at width 64. Tasks are evaluated
 together with ``torch.func.vmap``.
@@ -50,9 +50,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blobench import convnets, fewshot
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import convnets, fewshot
 
 Tensor = torch.Tensor
 CE = nn.functional.cross_entropy

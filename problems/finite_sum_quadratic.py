@@ -41,7 +41,7 @@ L_cross = 0.1 (inner and outer), mini-batches of 64, **float32** (the reference'
 Mini-batches are index tensors over the samples (``n_inner_samples``/``n_outer_samples``), so
 SABA and the other finite-sum methods apply; ``sampling`` chooses epochs of shuffled blocks
 (``without_replacement``, the default and the reference's sampler) or i.i.d. draws
-(``with_replacement``), see :mod:`blobench.sampling`.
+(``with_replacement``), see :mod:`blobench.toolkit.sampling`.
 
 Initialization as the reference's objective: θ₀ = 0, λ₀ = −2 · 𝟙 (``init_outer``).
 
@@ -58,9 +58,9 @@ from dataclasses import dataclass
 
 import torch
 
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 Tensor = torch.Tensor
 _TRIES = 20

@@ -9,9 +9,9 @@ per sample, corruption p ∈ {0.5, 0.7, 0.9}).
 
 Data: Fashion-MNIST (default; offline via Debian's ``dataset-fashion-mnist`` or
 ``blobench data fetch fashion_mnist``) or MNIST when present (``dataset=mnist``), read
-through :mod:`blobench.data`; a missing dataset makes the cell ``not_applicable`` ("data
+through :mod:`blobench.toolkit.data`; a missing dataset makes the cell ``not_applicable`` ("data
 missing: run `blobench data fetch X`"). Pixels / 255 plus an intercept: x ∈ ℝ^785, K = 10
-classes, θ = W ∈ ℝ^{785×10} (7,850 coordinates). Splits (:func:`blobench.data.splits.
+classes, θ = W ∈ ℝ^{785×10} (7,850 coordinates). Splits (:func:`blobench.toolkit.data.splits.
 three_way`): ``n_train`` / ``n_val`` from the training file, ``n_test`` from the test file.
 Exactly round(p · n_train) training labels, chosen from the seed, are replaced by a label
 drawn uniformly among the *other* nine classes (so every corrupted label is wrong);
@@ -26,7 +26,7 @@ g is μ-strongly convex. With p_i = softmax(x_iᵀW), H = ∇²_θθ g, v = H⁻
     dF/dλ = −J v                                                   (IFT; Pedregosa 2016)
 
 Ground truth (dense Hessians of 7,850² are not formed): θ*(λ) by Newton-CG
-(:func:`blobench.glm.newton_cg`) to ‖∇_θ g‖ ≤ ``gt_tol`` (1e-10 in float64, 1e-4 in
+(:func:`blobench.toolkit.glm.newton_cg`) to ‖∇_θ g‖ ≤ ``gt_tol`` (1e-10 in float64, 1e-4 in
 float32), cached per λ and warm-started; ``exact_hypergradient`` solves H v = ∇_θ f by CG to
 a relative residual ≤ ``gt_tol`` (the achieved ‖∇_θ g(θ*)‖ and CG residual of the last
 ground truth are reported by :meth:`evaluate` as ``gt_inner_grad_norm`` /
@@ -35,25 +35,26 @@ ground truth are reported by :meth:`evaluate` as ``gt_inner_grad_norm`` /
 Sizes: ``quick`` 300 train / 200 validation / 1,000 test (θ still 7,850; seconds);
 ``full`` 20,000 / 5,000 / 10,000 in float32 (benchopt's datacleaning size).
 Mini-batches: index tensors of ``batch_size`` (64, as benchopt; ``sampling``: epochs of
-shuffled blocks by default, :mod:`blobench.sampling`) training / validation
+shuffled blocks by default, :mod:`blobench.toolkit.sampling`) training / validation
 samples (``n_inner_samples`` = n_train, ``n_outer_samples`` = n_val), so SABA & co apply.
 
-Metrics: test accuracy (primary) and loss of θ; the cold restart of :mod:`blobench.metrics`
+Metrics: test accuracy (primary) and loss of θ; the cold restart of
+:mod:`blobench.execution.metrics`
 retrains at the final λ (θ*(λ) by Newton-CG) and records ``restart_test_accuracy``;
 detection of the corrupted samples: flagged when σ(λ_i) ≤ ``flag_threshold``, precision and
-recall against the corrupted set (:func:`blobench.datasets.detection_metrics`).
+recall against the corrupted set (:func:`blobench.toolkit.datasets.detection_metrics`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from blobench import datasets, glm
-from blobench.data import load_dataset
-from blobench.data.splits import image_features, three_way
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import datasets, glm
+from blobench.toolkit.data import load_dataset
+from blobench.toolkit.data.splits import image_features, three_way
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 
 class Hyperclean(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):

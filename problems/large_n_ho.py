@@ -6,7 +6,7 @@ Moreau 2022, NeurIPS, sec. 4: logistic regression with one exponential penalty p
 ijcnn1, multinomial with one per class on covtype) and of the stochastic bilevel literature
 (SOBA/SABA, AmIGO, StocBiO), here on Fashion-MNIST by default so that it runs offline.
 
-Data (``dataset``, read through :mod:`blobench.data`; a missing dataset makes the cell
+Data (``dataset``, read through :mod:`blobench.toolkit.data`; a missing dataset makes the cell
 ``not_applicable`` with "data missing: run `blobench data fetch X`"):
 
 - ``fashion_mnist`` (default) / ``mnist``: pixels / 255 + intercept (d = 785), K = 10;
@@ -25,13 +25,13 @@ e^{λ_c}, λ ∈ ℝ^K; ``per_feature``: r_jc = e^{λ_j}, λ ∈ ℝ^d):
     ∇_θ g = Xᵀ(P − Y)/n + r ⊙ θ,  H v = softmax curvature · v + r ⊙ v,
     J v = Σ over the coordinates sharing λ_k of e^{λ_k} θ ⊙ v,  dF/dλ = −J H⁻¹ ∇_θ f
 
-Ground truth: θ*(λ) by Newton-CG (:func:`blobench.glm.newton_cg`) to ‖∇_θ g‖ ≤ ``gt_tol``
+Ground truth: θ*(λ) by Newton-CG (:func:`blobench.toolkit.glm.newton_cg`) to ‖∇_θ g‖ ≤ ``gt_tol``
 (1e-10 float64, 1e-4 float32), cached per λ; ``exact_hypergradient`` by CG to a relative
 residual ≤ ``gt_tol``; achieved values reported as ``gt_inner_grad_norm`` / ``gt_cg_residual``.
 
 Sizes: ``quick`` 1,000 / 500 / 1,000 (float64, seconds); ``full`` 48,000 / 12,000 / 10,000
 in float32. Mini-batches: ``batch_size`` (64) indices of the training / validation sums, by
-the ``sampling`` scheme (:mod:`blobench.sampling`).
+the ``sampling`` scheme (:mod:`blobench.toolkit.sampling`).
 Primary metric: test cross-entropy; test accuracy beside it.
 """
 
@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import torch
 
-from blobench import glm
-from blobench.data import load_dataset
-from blobench.data.splits import image_features, three_way
-from blobench.datasets import with_intercept
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import glm
+from blobench.toolkit.data import load_dataset
+from blobench.toolkit.data.splits import image_features, three_way
+from blobench.toolkit.datasets import with_intercept
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 IMAGES = ("fashion_mnist", "mnist")
 

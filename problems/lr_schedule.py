@@ -6,7 +6,7 @@ Franceschi, Donini, Frasconi & Pontil 2017 (ICML, §5.3 "learning the learning r
 forward and reverse hypergradients). There is no inner optimum: F(λ) is the validation loss
 of the network *after* T steps, so only estimators that differentiate the T-step map apply.
 
-Data (:mod:`blobench.data`): Fashion-MNIST (or MNIST when present; else ``not_applicable``),
+Data (:mod:`blobench.toolkit.data`): Fashion-MNIST (or MNIST when present; else ``not_applicable``),
 ``n_train`` training / ``n_val`` validation / ``n_test`` test images, pixels / 255 with an
 intercept-free MLP 784 → ``hidden`` → 10 (ReLU), w₀ drawn from the cell's θ₀ generator (the
 same w₀ for every outer step: Maclaurin et al. train from a fixed initialization).
@@ -49,12 +49,12 @@ import math
 import torch
 from torch import nn
 
-from blobench import convnets
-from blobench.data import load_dataset
-from blobench.data.splits import three_way
-from blobench.flatmodel import FlatModel, mlp
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import convnets
+from blobench.toolkit.data import load_dataset
+from blobench.toolkit.data.splits import three_way
+from blobench.toolkit.flatmodel import FlatModel, mlp
 
 CE = nn.functional.cross_entropy
 

@@ -1,7 +1,7 @@
 """Few-shot meta-learning problems: the meta-initialization λ as the outer variable.
 
 A fixed pool of n meta-training tasks i = 1..n, each with a support set S_i and a query set
-Q_i, and a small network with weights w ∈ ℝ^p (a flat vector, :mod:`blobench.flatmodel`).
+Q_i, and a small network with weights w ∈ ℝ^p (a flat vector, :mod:`blobench.toolkit.flatmodel`).
 θ stacks the per-task fast weights, θ = (θ_1, …, θ_n) ∈ ℝ^{n·p}; λ ∈ ℝ^p is the shared
 initialization (Finn, Abbeel, Levine 2017, "Model-Agnostic Meta-Learning", MAML):
 
@@ -42,10 +42,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from blobench.errors import UserError
-from blobench.flatmodel import FlatModel, mlp
-from blobench.params import Param
-from blobench.problem import Budget, Problem
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit.flatmodel import FlatModel, mlp
 
 Tensor = torch.Tensor
 

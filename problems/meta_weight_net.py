@@ -4,7 +4,7 @@ Shu, Xie, Yi, Zhao, Zhou, Xu & Meng 2019 ("Meta-Weight-Net: Learning an Explicit
 Sample Weighting", NeurIPS), eq. (1)–(2); evaluated by Betty (Choe et al. 2023) and SAMA
 (Choe et al. 2023) on long-tailed / noisy data.
 
-Data (:mod:`blobench.data`): Fashion-MNIST (default) or MNIST when present (else the cell is
+Data (:mod:`blobench.toolkit.data`): Fashion-MNIST (default) or MNIST when present (else the cell is
 ``not_applicable``: "data missing"). A **long-tailed** training set: class k keeps
 ⌊n_max · ρ^{−k/9}⌋ images (ρ = ``imbalance``, Cui et al. 2019's exponential profile; ρ = 1
 is balanced), then a fraction ``noise`` of its labels is replaced by a uniformly drawn
@@ -12,7 +12,7 @@ is balanced), then a fraction ``noise`` of its labels is replaced by a uniformly
 class, Shu et al.: 10) and a balanced test set, all drawn from the seed. Pixels
 standardized by the training images' statistics.
 
-Variables: θ = the weights w of a CNN classifier (:func:`blobench.convnets.convnet3`: conv –
+Variables: θ = the weights w of a CNN classifier (:func:`blobench.toolkit.convnets.convnet3`: conv –
 instance norm – ReLU – average pooling blocks; instance norm keeps each sample's loss a
 function of that sample alone), θ₀ from the cell's generator; λ = Θ, the weights of the
 Meta-Weight-Net V(ℓ; Θ) = sigmoid(MLP_Θ(ℓ)), an MLP 1 → ``hidden`` (ReLU) → 1 (Shu et al.:
@@ -46,12 +46,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blobench import convnets
-from blobench.data import load_dataset
-from blobench.flatmodel import FlatModel, mlp
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
-from blobench.sampling import index_batch, sampling_param
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import convnets
+from blobench.toolkit.data import load_dataset
+from blobench.toolkit.flatmodel import FlatModel, mlp
+from blobench.toolkit.sampling import index_batch, sampling_param
 
 N_CLASSES = 10
 CE = nn.functional.cross_entropy

@@ -49,9 +49,9 @@ import math
 
 import torch
 
-from blobench.errors import UserError
-from blobench.params import Param
-from blobench.problem import Budget, Problem
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
 
 
 def fourier_features(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import torch
 
-from blobench.params import Param
-from blobench.problem import Budget, Problem
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
 
 DIM, ROWS = 10, 5
 

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import torch
 
-from blobench import datasets, glm
-from blobench.errors import UserError
-from blobench.params import Param
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import datasets, glm
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 
 class PoisonLogreg(FiniteSumSamplers, Problem):

@@ -33,7 +33,7 @@ precision / recall of the flagged set (precision = 0 when nothing is flagged),
 ``corrupt_downweighted`` = fraction of corrupted images with a_i < ½, ``kept_fraction``.
 
 Stochastic algorithms: a batch is a LongTensor of example indices (``batch_size``, by the
-``sampling`` scheme of blobench.sampling: epochs of shuffled blocks by default, or with
+``sampling`` scheme of blobench.toolkit.sampling: epochs of shuffled blocks by default, or with
 replacement); g on a batch is 1/|B| Σ_{i∈B} a_i ℓ_i + ½μ‖θ‖². ``n_inner_samples`` = n_train and
 ``n_outer_samples`` = n_val are the sizes of the finite sums (for SABA-type methods).
 """
@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import torch
 
-from blobench import datasets, glm
-from blobench.params import Param
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import datasets, glm
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 N_CLASSES = 10
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from blobench.params import Param
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 
 class RidgeHO(FiniteSumSamplers, Problem):

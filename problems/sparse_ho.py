@@ -16,7 +16,7 @@ Data (``source``):
   y = sign(x_iᵀw° − median) with w° ~ N(0, 1) on a random 5% of the features, 10% of the
   labels flipped.
 - ``news20``: LIBSVM's news20.binary (19,996 documents × 1,355,191 features, labels ±1)
-  through :mod:`blobench.data`, when present (else the cell is ``not_applicable``: "data
+  through :mod:`blobench.toolkit.data`, when present (else the cell is ``not_applicable``: "data
   missing: run `blobench data fetch news20`"); λ then has 1,355,191 coordinates.
 
 X is a torch sparse CSR matrix (Z = −y ⊙ X and Zᵀ precomputed; the losses, i.e. autodiff's
@@ -33,7 +33,8 @@ per λ; ``exact_hypergradient`` by CG to relative residual ≤ ``gt_tol``; achie
 Sizes: ``quick`` 2,000 features, 200 train / 200 validation / 400 test, float64 (seconds;
 ``exact`` applies); ``full`` 130,107 features (scikit-learn's 20newsgroups_vectorized), its
 11,314 training documents halved into 5,657 train / 5,657 validation, 7,532 test, float32.
-Mini-batches: ``batch_size`` (64) indices by the ``sampling`` scheme (:mod:`blobench.sampling`).
+Mini-batches: ``batch_size`` (64) indices by the ``sampling`` scheme
+(:mod:`blobench.toolkit.sampling`).
 Primary metric: test log-loss.
 """
 
@@ -41,12 +42,12 @@ from __future__ import annotations
 
 import torch
 
-from blobench import glm
-from blobench.data import load_dataset
-from blobench.data.splits import rows, three_way
-from blobench.params import Param, dtype_param, torch_dtype
-from blobench.problem import Budget, Problem
-from blobench.sampling import FiniteSumSamplers, sampling_param
+from blobench.contracts.params import Param, dtype_param, torch_dtype
+from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit import glm
+from blobench.toolkit.data import load_dataset
+from blobench.toolkit.data.splits import rows, three_way
+from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 #: n·d up to which the losses use a dense copy of the training design (see ``build``)
 DENSE_AUTODIFF_LIMIT = 4_000_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blobench.registry import get_registry
+from blobench.execution.registry import get_registry
 
 torch.set_default_dtype(torch.float64)
 

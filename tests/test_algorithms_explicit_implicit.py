@@ -14,10 +14,10 @@ import torch
 from conftest import hypergrad_after_one_step, rel_error
 
 from blobench import autodiff
-from blobench.errors import NotApplicable, UserError
-from blobench.harness import plan, run_cell
-from blobench.params import Param
-from blobench.problem import Problem
+from blobench.contracts.errors import NotApplicable, UserError
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Problem
+from blobench.execution.harness import plan, run_cell
 
 NAMES = ("truncated", "forward_mode", "bda", "neumann", "fixed_point", "approxgrad",
          "one_step", "alternating", "darts_fd")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import rel_error
 
-from blobench.errors import UserError
+from blobench.contracts.errors import UserError
 
 
 def _start(problem, alg, lam=None, seed=0):

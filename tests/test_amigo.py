@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.registry import get_registry
+from blobench.execution.registry import get_registry
 
 REG = get_registry()
 T, M = 3, 4

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from blobench.errors import UserError
-from blobench.harness import plan
-from blobench.leaderboard import write_leaderboard
-from blobench.results import results_frame
-from blobench.runner import run_cells
-from blobench.store import CHECKSUM, ResultsStore, _canonical
-from blobench.validate import page_stem, path_inside, record_problem
+from blobench.contracts.errors import UserError
+from blobench.execution.harness import plan
+from blobench.execution.runner import run_cells
+from blobench.execution.store import CHECKSUM, ResultsStore, _canonical
+from blobench.execution.validate import page_stem, path_inside, record_problem
+from blobench.reporting.leaderboard import write_leaderboard
+from blobench.reporting.results import results_frame
 
 HERE = Path(__file__).parent
 
@@ -314,7 +314,7 @@ def test_plugin_that_exits_at_import_is_named_and_the_rest_load(tmp_path):
     plugins.mkdir()
     (plugins / "exits.py").write_text("import sys\nsys.exit(4)\n")
     (plugins / "mine.py").write_text(
-        "from blobench.algorithm import ImplicitDoubleLoop\n"
+        "from blobench.bases.algorithm import ImplicitDoubleLoop\n"
         "class Identity(ImplicitDoubleLoop):\n"
         "    name = 'identity_hard_test'\n"
         "    def solve(self, problem, ops, b, previous):\n"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blobench import check_claims
-from blobench.check import check_algorithm, check_problem, format_report
 from blobench.cli import main
+from blobench.workflows import check_claims
+from blobench.workflows.check import check_algorithm, check_problem, format_report
 
 
 def _failed(findings):

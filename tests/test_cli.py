@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from blobench.cli import main
-from blobench.errors import UserError
-from blobench.store import ResultsStore
+from blobench.contracts.errors import UserError
+from blobench.execution.store import ResultsStore
 
 RUN = ["run", "-p", "ridge_ho", "-a", "implicit_cg[cg_steps=[5,20]]", "-a", "unrolled",
        "--seeds", "2", "--steps", "3", "--no-progress"]
@@ -71,7 +71,7 @@ def test_broken_plugin_is_named_and_the_rest_load(tmp_path, capsys):
     plugins.mkdir()
     (plugins / "broken.py").write_text("import nonexistent_module_xyz\n")
     (plugins / "mine.py").write_text(
-        "from blobench.algorithm import ImplicitDoubleLoop\n"
+        "from blobench.bases.algorithm import ImplicitDoubleLoop\n"
         "class Identity(ImplicitDoubleLoop):\n"
         "    name = 'identity_test'\n"
         "    def solve(self, problem, ops, b, previous):\n"
@@ -116,7 +116,8 @@ def test_kill_9_midway_then_rerun_finishes_each_cell_once(tmp_path):
     proc.wait()
     done_before = complete()
     assert 1 <= done_before < 6
-    # the rerun also removes the temporary file of a write the kill cut (blobench/store.py)
+    # the rerun also removes the temporary file of a write the kill cut
+    # (blobench/execution/store.py)
     out = subprocess.run(_cli(*argv), capture_output=True, text=True, check=True,
                          timeout=900).stdout
     assert f"{6 - done_before} cell(s) run, {done_before} cached" in out
@@ -137,7 +138,7 @@ HEAVY = ("torch", "pandas", "matplotlib", "seaborn", "scipy", "sklearn")
 
 
 def test_cli_module_imports_nothing_heavy():
-    code = ("import sys, blobench.cli, blobench.api, blobench\n"
+    code = ("import sys, blobench.cli, blobench.workflows.api, blobench\n"
             "from blobench.cli import build_parser\n"
             "build_parser(['run']).parse_args(['run', '-p', 'ridge_ho'])\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
@@ -205,7 +206,7 @@ def test_config_file_round_trip_and_provenance(tmp_path, capsys):
 
 
 def test_tuned_settings_found_from_any_directory(tmp_path, monkeypatch, capsys):
-    from blobench.api import DEFAULT_SETTINGS
+    from blobench.workflows.api import DEFAULT_SETTINGS
 
     monkeypatch.chdir(tmp_path)
     argv = ["run", "-p", "ridge_ho", "-a", "soba", "--dry-run"]
@@ -223,7 +224,7 @@ def test_strict_counts_cached_failures(tmp_path, capsys):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "boom.py").write_text(
-        "from blobench.algorithm import ImplicitDoubleLoop\n"
+        "from blobench.bases.algorithm import ImplicitDoubleLoop\n"
         "class Boom(ImplicitDoubleLoop):\n"
         "    name = 'boom_test'\n"
         "    def solve(self, problem, ops, b, previous):\n"
@@ -264,7 +265,7 @@ def test_python_api_runs_and_loads(tmp_path):
 
 def test_run_summary_replays_the_eta(tmp_path):
     """blobench bench --run-results: cells, wall, efficiency and the ETA error of a run."""
-    from blobench.speed import summarize_run
+    from blobench.workflows.speed import summarize_run
 
     res = tmp_path / "res"
     assert main(["run", "-p", "ridge_ho", "-p", "quadratic", "-a", "unrolled", "-a",
@@ -307,9 +308,9 @@ def test_list_cache_key_follows_the_source_files(tmp_path):
 
 
 def test_suites_choose_problems_and_seeds_unless_given():
-    from blobench.api import SUITES, RunSpec
     from blobench.cli import build_parser, run_spec
-    from blobench.registry import get_registry
+    from blobench.execution.registry import get_registry
+    from blobench.workflows.api import SUITES, RunSpec
 
     registered = get_registry().problems
     quick = RunSpec()

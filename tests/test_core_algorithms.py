@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import hypergrad_after_one_step, rel_error
 
-from blobench.errors import UserError
-from blobench.harness import plan, run_cell
+from blobench.contracts.errors import UserError
+from blobench.execution.harness import plan, run_cell
 
 
 def _problems(registry):

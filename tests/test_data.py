@@ -1,4 +1,4 @@
-"""The data layer (blobench/data/): parsers on tiny files written here in each real format,
+"""The data layer (blobench/toolkit/data/): parsers on tiny files written here in each real format,
 checksums, atomic fetch, data-root precedence, and the not_applicable path of missing data."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from blobench.data import catalog, checksum, formats, load, root
-from blobench.data.catalog import DataFile, Dataset
-from blobench.data.fetch import FetchError, fetch
-from blobench.errors import DataMissing, NotApplicable
+from blobench.contracts.errors import DataMissing, NotApplicable
+from blobench.toolkit.data import catalog, checksum, formats, load, root
+from blobench.toolkit.data.catalog import DataFile, Dataset
+from blobench.toolkit.data.fetch import FetchError, fetch
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -202,8 +202,8 @@ def test_unpinned_file_is_recorded_then_verified(tmp_path, monkeypatch):
 
 def test_missing_dataset_is_not_applicable_not_a_crash():
     assert issubclass(DataMissing, NotApplicable)
-    from blobench.harness import plan, run_cell
-    from blobench.registry import get_registry
+    from blobench.execution.harness import plan, run_cell
+    from blobench.execution.registry import get_registry
 
     registry = get_registry()
     cells, _ = plan(registry, ["large_n_ho[dataset=covtype]"], ["implicit_cg"], [0])
@@ -238,9 +238,9 @@ def test_real_fashion_mnist():
 def test_run_data_dir_option_sets_the_data_root_the_cells_inherit(tmp_path, monkeypatch):
     """``blobench run --data-dir D`` (RunSpec.data_dir): the cells, forked after planning,
     read the data root from $BLOBENCH_DATA, so the option must set it before planning."""
-    from blobench.api import RunSpec, prepare
     from blobench.cli import build_parser, run_spec
-    from blobench.data.root import ENV, data_root
+    from blobench.toolkit.data.root import ENV, data_root
+    from blobench.workflows.api import RunSpec, prepare
 
     monkeypatch.delenv(ENV, raising=False)
     argv = ["run", "-p", "ridge_ho", "-a", "exact", "--data-dir", str(tmp_path / "d"),

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import hypergrad_after_one_step, rel_error
 
-from blobench.data import load
-from blobench.errors import NotApplicable
+from blobench.contracts.errors import NotApplicable
+from blobench.toolkit.data import load
 
 FASHION = load.status("fashion_mnist") is not None
 needs_fashion = pytest.mark.skipif(

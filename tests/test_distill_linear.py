@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from blobench import autodiff
-from blobench.errors import UserError
-from blobench.registry import get_registry
+from blobench.contracts.errors import UserError
+from blobench.execution.registry import get_registry
 
 REG = get_registry()
 

@@ -19,8 +19,8 @@ import torch
 from conftest import hypergrad_after_one_step, rel_error
 from test_algorithms_explicit_implicit import _Curved
 
-from blobench.params import Param
-from blobench.problem import Problem
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Problem
 
 TINY = {"dim_theta": 8, "dim_lambda": 3, "n_outer": 10}
 

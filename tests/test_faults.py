@@ -125,8 +125,8 @@ def test_exits_inside_a_cell_keep_their_cause_and_retry_failed_reruns_them(tmp_p
 
 
 def test_a_run_that_explodes_on_a_singular_hessian_is_diverged_with_its_step(tmp_path):
-    from blobench.harness import plan, run_cell
-    from blobench.registry import get_registry
+    from blobench.execution.harness import plan, run_cell
+    from blobench.execution.registry import get_registry
 
     registry = get_registry([PLUGINS])
     cells, _ = plan(registry, ["fault_singular"], ["one_step[outer_lr=5]", "one_step"], [0],
@@ -148,8 +148,8 @@ def test_a_run_that_explodes_on_a_singular_hessian_is_diverged_with_its_step(tmp
     ("nan_metric", "evaluate() returned nan for its primary metric 'test_loss'"),
 ])
 def test_api_flaws_are_errors_that_name_their_cause(flaw, words):
-    from blobench.harness import plan, run_cell
-    from blobench.registry import get_registry
+    from blobench.execution.harness import plan, run_cell
+    from blobench.execution.registry import get_registry
 
     registry = get_registry([PLUGINS])
     (cell,), _ = plan(registry, [f"fault_flawed[flaw={flaw}]"], ["implicit_cg"], [0], steps=3)

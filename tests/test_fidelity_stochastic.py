@@ -28,7 +28,7 @@ from fidelity_closed_forms import (
     start,
 )
 
-from blobench.single_loop import soba_oracles
+from blobench.bases.single_loop import soba_oracles
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 
@@ -232,8 +232,7 @@ def test_saba_batched_per_sample_oracles_equal_the_loop(registry, name, monkeypa
     """The vmapped per-sample oracles (issue 14.3: no Python loop over the batch) equal one
     InnerDerivatives / outer_grads per sample; the batched path really runs (the loop's
     primitives are disabled while it does)."""
-    from blobench import single_loop
-
+    from blobench.bases import single_loop
     cls = registry.problem(name.split("-")[0])
     if name.endswith("-autodiff"):
         cls = type("RidgeNoOracles", (_NoOracles, cls), {"name": ""})
@@ -318,8 +317,8 @@ def test_saba_declines_memory_tables_beyond_its_limit():
     """SABA keeps one table row per sample: a problem whose tables exceed ``max_table_gib``
     (sparse_ho at full: 5,657 × 130,107 floats per table) is declined as not_applicable
     with the size in the reason, not allowed to exhaust the memory."""
-    from blobench.errors import NotApplicable
-    from blobench.registry import get_registry
+    from blobench.contracts.errors import NotApplicable
+    from blobench.execution.registry import get_registry
 
     registry = get_registry([])
     problem = registry.problem("finite_sum_quadratic")(size="quick", seed=0)

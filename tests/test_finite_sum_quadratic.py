@@ -16,8 +16,8 @@ import torch
 from conftest import hypergrad_after_one_step, rel_error
 
 from blobench import autodiff
-from blobench.errors import UserError
-from blobench.registry import get_registry
+from blobench.contracts.errors import UserError
+from blobench.execution.registry import get_registry
 
 REG = get_registry()
 NAME = "finite_sum_quadratic"

@@ -1,14 +1,15 @@
-"""Engine helpers shared by the problems: blobench.glm (closed forms checked against autodiff),
-blobench.datasets (splits, corruption, detection metrics) and Problem.index_batch."""
+"""Engine helpers shared by the problems: blobench.toolkit.glm (closed forms checked against
+autodiff),
+blobench.toolkit.datasets (splits, corruption, detection metrics) and Problem.index_batch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from blobench import datasets, glm
-from blobench.errors import UserError
-from blobench.registry import get_registry
+from blobench.contracts.errors import UserError
+from blobench.execution.registry import get_registry
+from blobench.toolkit import datasets, glm
 
 
 def _data(n: int = 40, d: int = 5, k: int = 0, seed: int = 0):

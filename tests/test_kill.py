@@ -92,10 +92,10 @@ def _child(code: str, **kw) -> subprocess.Popen:
 
 
 def test_cell_stops_itself_past_its_timeout_without_a_supervisor():
-    from blobench.lifeline import ALARM_GRACE
+    from blobench.execution.lifeline import ALARM_GRACE
 
     child = _child("import os, time\n"
-                   "from blobench.lifeline import cell_lifeline\n"
+                   "from blobench.execution.lifeline import cell_lifeline\n"
                    "r, w = os.pipe()\n"  # it holds its own reader: only the alarm can stop it
                    "cell_lifeline(w, 0.5)\n"
                    "time.sleep(120)\n")
@@ -111,7 +111,7 @@ def test_cell_stops_itself_past_its_timeout_without_a_supervisor():
 def test_cell_dies_once_nobody_reads_its_result():
     r, w = os.pipe()
     child = _child("import sys, time\n"
-                   "from blobench.lifeline import cell_lifeline\n"
+                   "from blobench.execution.lifeline import cell_lifeline\n"
                    f"cell_lifeline({w}, None)\n"
                    "print('ready', file=sys.stderr, flush=True)\n"
                    "time.sleep(120)\n", pass_fds=(w,))
@@ -128,7 +128,7 @@ def test_cell_dies_once_nobody_reads_its_result():
 def test_a_write_cut_by_kill_9_leaves_no_record_and_the_next_writer_sweeps_it(tmp_path):
     import socket
 
-    from blobench.store import ResultsStore
+    from blobench.execution.store import ResultsStore
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -149,7 +149,7 @@ def test_a_server_removes_its_socket_and_only_an_empty_folder(tmp_path):
     which spawned children (Dask workers) inherit and put their own servers' sockets in: a
     server that exits removes its socket, and the folder only when nothing else is left — a
     Dask worker's server closing must not take the run's own server socket with it."""
-    from blobench.lifeline import _remove_socket
+    from blobench.execution.lifeline import _remove_socket
 
     folder = tmp_path / "pymp-shared"
     folder.mkdir()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from blobench.cli import main
-from blobench.store import ResultsStore
+from blobench.execution.store import ResultsStore
 
 ALGS = ["-a", "unrolled[inner_steps=[5,20],warm_start=[true,false]]", "-a", "implicit_cg",
         "-a", "unrolled[outer_lr=1e9]"]

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from blobench.algorithm import Algorithm, State
+from blobench.bases.algorithm import Algorithm, State
 from blobench.cli import main
-from blobench.harness import plan, run_cell
-from blobench.registry import Registry
-from blobench.reporting import t_halfwidth, tied
-from blobench.results import load_records, merge_records, write_records
-from blobench.store import SCHEMA_VERSION, ResultsStore
+from blobench.execution.harness import plan, run_cell
+from blobench.execution.registry import Registry
+from blobench.execution.store import SCHEMA_VERSION, ResultsStore
+from blobench.reporting.ranks import t_halfwidth, tied
+from blobench.reporting.results import load_records, merge_records, write_records
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -84,7 +84,7 @@ def toy(tmp_path_factory):
 def test_ranking_prefers_the_better_bilevel_answer_not_the_own_theta(toy, tmp_path):
     """Issue 17: the cheat's own outer loss (and own-θ held-out metric) is the better one, but
     its λ is worse; the page must rank the better F(λ) first."""
-    from blobench.leaderboard import write_leaderboard
+    from blobench.reporting.leaderboard import write_leaderboard
 
     reg, res = toy
     records = [json.loads(p.read_text()) for p in res.glob("*.json")]
@@ -119,7 +119,7 @@ def test_t_interval_and_ties_by_hand():
 
 
 def test_bold_needs_two_ok_seeds():
-    from blobench.leaderboard import markdown_table
+    from blobench.reporting.leaderboard import markdown_table
 
     table = pd.DataFrame({"rank": [1, 2], "tied": [False, False], "algorithm": ["a", "b"],
                           "family": ["x", "x"], "ok": [1, 3], "seeds": [3, 3],
@@ -153,7 +153,7 @@ def test_parquet_round_trip_and_traces(toy, tmp_path):
 def test_baseline_merge_ranks_new_cells_among_shipped_ones(toy, tmp_path):
     """`leaderboard --baseline` ranks a user's new cells beside the shipped records, without
     their cells; a cell of the user's store replaces the same cell of the baseline."""
-    from blobench.leaderboard import write_leaderboard
+    from blobench.reporting.leaderboard import write_leaderboard
 
     reg, res = toy
     base = tmp_path / "shipped"
@@ -203,7 +203,7 @@ def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
 def test_site_renders_in_headless_chromium(toy, tmp_path):
     """Each page loads offline, its tables and plot render (plotly draws an SVG inside the
     plot div), and the in-page error hook caught no script error."""
-    from blobench.leaderboard import write_leaderboard
+    from blobench.reporting.leaderboard import write_leaderboard
 
     reg, res = toy
     out = tmp_path / "lb"

@@ -18,10 +18,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blobench.errors import UserError
-from blobench.params import Param
-from blobench.problem import Problem
-from blobench.registry import get_registry
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Problem
+from blobench.execution.registry import get_registry
 
 N_TASKS, DIM = 3, 4
 META = ("maml", "fomaml", "reptile", "imaml")
@@ -231,7 +231,7 @@ def test_imaml_applies_to_with_cell_params(reg):
 def test_flatmodel_roundtrip_and_init():
     from torch import nn
 
-    from blobench.flatmodel import FlatModel, mlp
+    from blobench.toolkit.flatmodel import FlatModel, mlp
 
     net = mlp([3, 5, 2], nn.Tanh).double()
     model = FlatModel(net)
@@ -275,7 +275,7 @@ def test_init_only_problems_skip_algorithms_whose_hypergradient_is_zero(reg):
     st = _one_step(reg.algorithm("darts_fd")(), prox, lam)
     assert float(torch.linalg.vector_norm(st.hypergrad)) > 1e-6
     # planning reports the skip with its reason
-    from blobench.harness import plan
+    from blobench.execution.harness import plan
 
     cells, skipped = plan(reg, ["sinusoid"], ["implicit_cg", "maml"], [0])
     assert [c.algorithm for c in cells] == ["maml"]

@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from blobench.algorithm import State
-from blobench.memory import PeakMemory, step_tensor_peak
-from blobench.metrics import cold_restart, evaluate_state
-from blobench.problem import Problem
-from blobench.registry import get_registry
+from blobench.bases.algorithm import State
+from blobench.contracts.problem import Problem
+from blobench.execution.memory import PeakMemory, step_tensor_peak
+from blobench.execution.metrics import cold_restart, evaluate_state
+from blobench.execution.registry import get_registry
 
 REG = get_registry()
 
@@ -147,7 +147,7 @@ def test_replayed_step_is_exact_and_frees_per_iteration_graphs(registry):
     counted as alive: penalty's per-step peak stays flat in T while unrolled's grows."""
     import copy
 
-    from blobench.memory import LiveTensorBytes, _Saved, step_tensor_peak
+    from blobench.execution.memory import LiveTensorBytes, _Saved, step_tensor_peak
 
     problem = registry.problem("ridge_ho")(seed=0)
     gen = torch.Generator().manual_seed(0)
@@ -173,7 +173,7 @@ def test_replayed_step_is_exact_and_frees_per_iteration_graphs(registry):
 # ------------------------------------------------------------ the bilevel answer, re-trained
 def _random_init_registry():
     """A fresh registry with overparam_linreg's θ₀ drawn at random from the generator."""
-    from blobench.registry import Registry
+    from blobench.execution.registry import Registry
 
     reg = Registry()
     base = reg.problem("overparam_linreg")
@@ -194,9 +194,9 @@ def test_one_theta0_per_cell_with_a_random_init(monkeypatch):
     (min-norm distance, re-trained θ*) all use the same θ₀. A cold-started unrolled with a
     long inner loop converges to θ₀ + A⁺(Bλ + b − Aθ₀) from *its* θ₀, so its distance to the
     min-norm solution of the metrics' θ₀ is ≈ 0 only if the two θ₀ are the same tensor."""
-    from blobench import harness
-    from blobench.algorithm import cell_theta0
-    from blobench.metrics import cold_restart
+    from blobench.bases.algorithm import cell_theta0
+    from blobench.execution import harness
+    from blobench.execution.metrics import cold_restart
 
     reg = _random_init_registry()
     seen = {}
@@ -231,7 +231,7 @@ def test_retrained_answer_by_warm_started_descent_equals_a_cold_one():
     """Without closed form, θ*(λ) comes from gradient descent; on a unique lower level the
     Retrainer starts from the previous evaluation's θ* and must give the same answer with
     fewer steps."""
-    from blobench.metrics import Retrainer, cold_restart
+    from blobench.execution.metrics import Retrainer, cold_restart
 
     prob = REG.problem("ridge_ho")(seed=0)
 
@@ -260,7 +260,7 @@ def test_hypergradient_quality_at_reference_points_by_hand():
     where ‖∇F‖ is not small, for every algorithm at the same points. On ridge_ho the reference
     points are recomputed by hand, and ``exact`` scores cosine 1 while a deliberately wrong
     estimator (one_step with a single inner step) does not."""
-    from blobench.metrics import (
+    from blobench.execution.metrics import (
         REFERENCE_MIN_NORM,
         REFERENCE_STEPS,
         probe_hypergradients,
@@ -304,7 +304,7 @@ def test_ground_truth_memo_is_exact_and_computes_each_lambda_once(monkeypatch):
     damped Newton solve and its exact hypergradient solves for θ* again: memoized, the metrics
     of a state equal the unmemoized ones bit for bit, with one solve per λ; outside
     ``active()`` the problem's methods are its own."""
-    from blobench.metrics import GroundTruth
+    from blobench.execution.metrics import GroundTruth
 
     prob = REG.problem("logreg_ho")(seed=0)
     state, theta0, lam0 = _run(prob, REG.algorithm("implicit_cg")(), 3)
@@ -333,8 +333,7 @@ def test_reference_points_are_computed_once_per_instance_and_read_back_exactly(
     stores them, every later cell on the same (problem, size, parameters, seed, code) reads
     the same tensors back — and two cells' final records, hypergradient quality included, are
     identical to those of a run that computes everything itself."""
-    from blobench import harness, metrics
-
+    from blobench.execution import harness, metrics
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     prob = REG.problem("logreg_ho")(seed=0)
     lam0 = prob.init_outer(torch.Generator().manual_seed(0))

@@ -60,7 +60,7 @@ def test_new_problem_passes_its_own_check(tmp_path, capsys):
 
 
 def test_entry_point_plugins_are_discovered(monkeypatch):
-    import blobench.registry as registry_module
+    import blobench.execution.registry as registry_module
     from blobench import ImplicitDoubleLoop
 
     class FromPackage(ImplicitDoubleLoop):

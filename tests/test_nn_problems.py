@@ -1,4 +1,4 @@
-"""Network problems of issue 20: the ConvNets (blobench/convnets.py) and distill_convnet.
+"""Network problems of issue 20: the ConvNets (blobench/toolkit/convnets.py) and distill_convnet.
 
 Expected values are written here from the definitions: parameter counts from the layer
 formulas, the fixed-budget re-train as hand-written gradient steps on the synthetic
@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from blobench import convnets, metrics
-from blobench.algorithm import cell_theta0
-from blobench.errors import DataMissing
+from blobench.bases.algorithm import cell_theta0
+from blobench.contracts.errors import DataMissing
+from blobench.execution import metrics
+from blobench.toolkit import convnets
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,8 +120,7 @@ def test_missing_dataset_is_data_missing(registry, monkeypatch, tmp_path):
 def test_fewshot_pool_splits_base_classes_and_rotations():
     """Fashion-MNIST × 4 rotations: 28 meta-training / 12 meta-test classes; a rotated
     class is the rotated images of its base class; tasks carry labels 0..N−1 once per shot."""
-    from blobench import fewshot
-
+    from blobench.toolkit import fewshot
     gen = torch.Generator().manual_seed(0)
     pool, train, test = fewshot.class_pool("fashion_mnist", 3, 7, 4, gen, torch.float64)
     assert pool.shape == (40, 3, 1, 28, 28) and len(train) == 28 and len(test) == 12
@@ -189,7 +189,7 @@ def test_maml_conv4_vmaps_tasks_and_starts_at_lambda(registry):
 
 
 def test_fewshot_without_mnist_is_data_missing(registry, monkeypatch, tmp_path):
-    from blobench.data import status
+    from blobench.toolkit.data import status
 
     monkeypatch.setenv("BLOBENCH_DATA", str(tmp_path))
     if status("mnist") is not None:
@@ -276,7 +276,7 @@ def test_reproduce_convnet_claim_verdict(tmp_path):
     records and says 'reproduced' only when warm > cold > re-train at both IPCs."""
     import pandas as pd
 
-    from blobench.reproduce import REPRODUCED, vicol_report
+    from blobench.workflows.reproduce import REPRODUCED, vicol_report
 
     def frame(retrain_10):
         rows = []

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from blobench import autodiff
-from blobench.problem import Problem
-from blobench.registry import get_registry
+from blobench.contracts.problem import Problem
+from blobench.execution.registry import get_registry
 
 REG = get_registry()
 CASES = [("ridge_ho", {}), ("ridge_ho", {"per_feature": False}), ("logreg_ho", {})]

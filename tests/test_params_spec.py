@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from blobench.errors import UserError
-from blobench.params import Param, resolve
-from blobench.spec import expand, format_entry, parse
+from blobench.contracts.errors import UserError
+from blobench.contracts.params import Param, resolve
+from blobench.execution.spec import expand, format_entry, parse
 
 
 def test_bracket_grid_is_cartesian_product():
@@ -69,7 +69,7 @@ def test_bad_values_name_the_parameter(given, words):
 def test_dtype_param_accepts_the_two_precisions_and_rejects_others():
     import torch
 
-    from blobench.params import dtype_param, torch_dtype
+    from blobench.contracts.params import dtype_param, torch_dtype
 
     spec = {"dtype": dtype_param("float32")}
     assert resolve("p", spec, {}) == {"dtype": "float32"}

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from blobench import autodiff
-from blobench.errors import UserError
-from blobench.harness import plan
-from blobench.registry import get_registry
-from blobench.runner import run_cells
-from blobench.store import ResultsStore
+from blobench.contracts.errors import UserError
+from blobench.execution.harness import plan
+from blobench.execution.registry import get_registry
+from blobench.execution.runner import run_cells
+from blobench.execution.store import ResultsStore
 
 REG = get_registry()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from blobench.cli import main
-from blobench.errors import UserError
-from blobench.reproduce import REPRODUCED, reproduce
+from blobench.contracts.errors import UserError
+from blobench.workflows.reproduce import REPRODUCED, reproduce
 
 
 def _run(name, tmp_path):

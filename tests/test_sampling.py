@@ -1,4 +1,4 @@
-"""Sampling schemes (blobench/sampling.py): epochs of shuffled blocks vs i.i.d. draws,
+"""Sampling schemes (blobench/toolkit/sampling.py): epochs of shuffled blocks vs i.i.d. draws,
 selected by the ``sampling`` problem parameter, recorded in the cell config, deterministic."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 
-from blobench.errors import UserError
-from blobench.harness import plan, run_cell
-from blobench.registry import get_registry
-from blobench.sampling import EpochSampler, index_batch, sampling_param
+from blobench.contracts.errors import UserError
+from blobench.execution.harness import plan, run_cell
+from blobench.execution.registry import get_registry
+from blobench.toolkit.sampling import EpochSampler, index_batch, sampling_param
 
 REG = get_registry()
 NAME = "finite_sum_quadratic"

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from blobench.cli import main
-from blobench.harness import plan
-from blobench.leaderboard import write_leaderboard
-from blobench.params import Choice, IntRange, LogUniform
-from blobench.registry import Registry, get_registry
-from blobench.store import ResultsStore
-from blobench.tuning import (
+from blobench.contracts.params import Choice, IntRange, LogUniform
+from blobench.execution.harness import plan
+from blobench.execution.registry import Registry, get_registry
+from blobench.execution.store import ResultsStore
+from blobench.reporting.leaderboard import write_leaderboard
+from blobench.workflows.tuning import (
     TUNING_SEED_BASE,
     default_space,
     load_settings,
@@ -169,7 +169,7 @@ def test_all_trials_diverge_entry_recorded_not_applied(tmp_path):
 
 
 def test_prune_removes_entries_of_pairs_planning_now_skips():
-    from blobench.tuning import prune_inapplicable
+    from blobench.workflows.tuning import prune_inapplicable
 
     reg = get_registry()
     sinus = reg.problem("sinusoid")

@@ -74,7 +74,7 @@ def test_search_values_are_F_and_the_best_is_kept(registry, quad2, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_mutant_keeping_the_worst_trial_fails(registry, quad2, monkeypatch, name):
     cls = registry.algorithm(name)
-    base = sys.modules["blobench.blackbox"].BlackBoxSearch
+    base = sys.modules["blobench.bases.blackbox"].BlackBoxSearch
     good = base.evaluate
 
     def worst(self, problem, state, lam):
@@ -101,7 +101,7 @@ def test_high_dimensional_lambda_is_refused(registry):
     reason = alg.applies_to(registry.problem("ridge_ho"))  # 20 per-feature λ at quick size
     assert reason and "low-dimensional" in reason
     assert alg.applies_to(registry.problem("quadratic")) is None  # dim λ = 10
-    from blobench.errors import NotApplicable
+    from blobench.contracts.errors import NotApplicable
     prob = registry.problem("quadratic")(seed=0, dim_lambda=12)
     gen = torch.Generator().manual_seed(0)
     with pytest.raises(NotApplicable):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from blobench import check, check_claims
+from blobench.workflows import check, check_claims
 
 
 @pytest.fixture(scope="module")

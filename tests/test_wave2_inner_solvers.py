@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import hypergrad_after_one_step, rel_error
 
-from blobench import algorithm
+from blobench.bases import algorithm
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,6 @@ def test_meta_sgd_decreases_the_adapted_loss(registry, sine):
 def test_meta_sgd_needs_an_initialization_problem(registry):
     alg = registry.algorithm("meta_sgd")()
     assert "inner_init_is_outer" in alg.applies_to(registry.problem("quadratic"))
-    from blobench.errors import UserError
+    from blobench.contracts.errors import UserError
     with pytest.raises(UserError):
         registry.algorithm("meta_sgd")(warm_start=True)

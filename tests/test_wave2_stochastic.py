@@ -1,5 +1,5 @@
 """Issue 21, stochastic variance-reduced / momentum family: srba, vrbo, mrbo, sustain, fsla,
-bsa, ma_soba, and their shared primitives (blobench/recursive.py).
+bsa, ma_soba, and their shared primitives (blobench/bases/recursive.py).
 
 Ground truth is independent of the code under test: the closed-form λ* and hypergradient of
 ``finite_sum_quadratic`` (its GroundTruth, dense solves), and Neumann series written out with
@@ -17,8 +17,8 @@ import torch
 from conftest import rel_error
 
 from blobench import autodiff
-from blobench.recursive import NeumannDraw, neumann_hypergradient, recursive
-from blobench.single_loop import soba_oracles
+from blobench.bases.recursive import NeumannDraw, neumann_hypergradient, recursive
+from blobench.bases.single_loop import soba_oracles
 
 ENTRIES = ("srba", "vrbo", "mrbo", "sustain", "fsla", "bsa", "ma_soba")
 
@@ -182,8 +182,8 @@ MUTANTS = {
 def test_mutant_fails_the_criterion(registry, monkeypatch, name):
     attr, mutant = MUTANTS[name]
     module = _module(registry, name)
-    if name in ("mrbo", "sustain"):  # the double-momentum loop lives in blobench.recursive
-        from blobench import recursive as module
+    if name in ("mrbo", "sustain"):  # the double-momentum loop lives in blobench.bases.recursive
+        from blobench.bases import recursive as module
     assert hasattr(module, attr), (name, attr)
     monkeypatch.setattr(module, attr, mutant)
     steps, params, tol, *batch = FULL_RUNS[name]

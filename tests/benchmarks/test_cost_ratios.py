@@ -3,7 +3,8 @@
 Run: ``pytest tests/benchmarks --benchmark-only`` (skipped in the default run by
 ``--benchmark-skip``); add ``--benchmark-json=FILE`` for pytest-benchmark's JSON, which holds
 each ratio and its target under ``extra_info``. ``blobench bench`` runs the same measurements
-(blobench/bench.py) and writes the committed report. Only correctness is asserted here (the
+(blobench/workflows/bench.py) and writes the committed report. Only correctness is asserted here
+(the
 solve does k products, the ratios are finite); the speed targets are reported, not enforced.
 """
 
@@ -14,8 +15,8 @@ import math
 import pytest
 
 from blobench import autodiff
-from blobench.bench import CASES, cost_functions, measure_case, measure_harness
-from blobench.registry import get_registry
+from blobench.execution.registry import get_registry
+from blobench.workflows.bench import CASES, cost_functions, measure_case, measure_harness
 
 REG = get_registry()
 SIZES = ("quick", "full")

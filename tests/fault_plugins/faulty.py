@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from blobench.algorithm import DoubleLoop, State
-from blobench.params import Param
-from blobench.problem import Problem
+from blobench.bases.algorithm import DoubleLoop, State
+from blobench.contracts.params import Param
+from blobench.contracts.problem import Problem
 
 
 class _Faulty(DoubleLoop):

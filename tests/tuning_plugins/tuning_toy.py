@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from blobench.algorithm import Algorithm, State
-from blobench.params import Choice, Param
-from blobench.problem import Budget, Problem
+from blobench.bases.algorithm import Algorithm, State
+from blobench.contracts.params import Choice, Param
+from blobench.contracts.problem import Budget, Problem
 
 
 class TuningToy(Problem):

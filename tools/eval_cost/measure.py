@@ -1,6 +1,6 @@
 """Evaluation / solver time of one in-process cell per problem (issue 15; speed.py's choice
 of algorithm, default budget and schedule). Evaluation = evaluate_state + step_tensor_peak (as
-blobench.speed) + the reference points and the probe at them (which speed.py leaves out).
+blobench.workflows.speed) + the reference points and the probe at them (which speed.py leaves out).
 Usage: ``python tools/eval_cost/measure.py MODE PROBLEM...`` prints one JSON line per
 problem (solver_s, eval_s, share, the parts, peak_tensor_mib, the final metrics) of the 2nd of
 two cells in one process (warm, like a forked cell; with the current code its reference λ's
@@ -16,9 +16,9 @@ import time
 
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()
 import blobench
-from blobench import harness
-from blobench.registry import get_registry
-from blobench.speed import _first_applicable
+from blobench.execution import harness
+from blobench.execution.registry import get_registry
+from blobench.workflows.speed import _first_applicable
 
 reg = get_registry()
 spent = {}

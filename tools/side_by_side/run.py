@@ -153,7 +153,7 @@ def blobench_problem(raw, dtype: str):
     """blobench's finite_sum_quadratic holding the reference's data (rank-one factors)."""
     import torch
 
-    from blobench.registry import get_registry
+    from blobench.execution.registry import get_registry
     from problems.finite_sum_quadratic import SampleQuadratics
 
     levels = []
@@ -203,8 +203,8 @@ def agreement(problem, objective, seed: int = 0) -> dict[str, float]:
 
 
 def blobench_algorithm(name: str):
-    from blobench.registry import get_registry
-    from blobench.single_loop import decayed
+    from blobench.bases.single_loop import decayed
+    from blobench.execution.registry import get_registry
 
     registry = get_registry()
     if name == "soba":

@@ -1,0 +1,260 @@
+"""The benchmark's own speed (issue 15), measured by ``blobench bench`` as ratios in one run.
+
+Each measurement returns a dict with its ``target`` and ``met``; :func:`goal_rows` turns them
+into the report's table (goal, target, measured, met, the command that measured it):
+
+- :func:`measure_startup`: CPU seconds (user + system, of the child process) of
+  ``blobench --help`` and ``blobench list`` (with an empty listing cache, then cached), and
+  which heavy modules ``import blobench.cli`` loads (none allowed); target < 1 s CPU.
+- :func:`measure_fixed_cost`: the fixed cost of one isolated cell = process start and record
+  transfer (the supervisor's wall time minus the child's) + set-up and bookkeeping inside the
+  child (problem build, checks, record; :func:`blobench.workflows.bench.measure_harness`), on a
+  1-step
+  cell; target ≤ 50 ms.
+- :func:`measure_evaluation`: evaluation (metrics against ground truth, the replayed-step
+  memory probe) as a share of solver time, one cell per problem at its default budget and
+  evaluation schedule; target ≤ 25 %.
+- :func:`measure_parallel`: the same sample of cells at ``--n-jobs 1`` and ``--n-jobs 2``
+  (fresh stores, isolated cells): speed-up (target ≥ 1.8) and efficiency Σ solver time /
+  (wall × n_jobs) (target ≥ 0.8).
+- :func:`summarize_run`: a finished ``blobench run`` read from its store (the records carry
+  ``cell_seconds`` and the run's spec): its cells, wall time and efficiency, and how far the
+  progress bar's ETA was from the truth at 10/25/50/75 % of the cells (replayed with the
+  same estimator, :class:`blobench.execution.runner.Progress`); targets: the default run < 10 min on
+  2 cores, ETA within 30 %.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from blobench.execution.registry import Registry
+
+HEAVY = ("torch", "pandas", "matplotlib", "seaborn", "scipy", "sklearn")
+#: the algorithm measured per problem: the first of these that applies
+EVAL_ALGORITHMS = ("implicit_cg", "soba", "maml", "unrolled", "penalty")
+TARGETS = {"startup_cpu_s": 1.0, "fixed_cost_ms": 50.0, "evaluation_share": 0.25,
+           "speedup": 1.8, "efficiency": 0.8, "default_run_min": 10.0, "eta_error": 0.30}
+
+
+def _child_cpu(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """CPU seconds (user + system) of running ``argv`` to completion."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure_startup(repeats: int = 3) -> dict[str, Any]:
+    """CPU of ``--help`` and ``list`` (median of ``repeats``), heavy modules of the CLI."""
+    cli = [sys.executable, "-m", "blobench"]
+    help_cpu = statistics.median(_child_cpu([*cli, "--help"]) for _ in range(repeats))
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "XDG_CACHE_HOME": cache}
+        list_cold = _child_cpu([*cli, "list"], env)
+        # min: another process editing a source file meanwhile invalidates the cache
+        list_cached = min(_child_cpu([*cli, "list"], env) for _ in range(repeats))
+    code = f"import sys, blobench.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    target = TARGETS["startup_cpu_s"]
+    return {"help_cpu_s": help_cpu, "list_cold_cpu_s": list_cold,
+            "list_cached_cpu_s": list_cached, "cli_heavy_imports": heavy, "target": target,
+            "met": help_cpu < target and list_cached < target and heavy == "[]"}
+
+
+def measure_fixed_cost(registry: Registry, n: int = 10, problem: str = "quadratic",
+                       algorithm: str = "implicit_cg") -> dict[str, Any]:
+    """Median fixed cost of a 1-step isolated cell (see the module docstring)."""
+    from blobench.execution.harness import plan
+    from blobench.execution.runner import run_cell_isolated, start_server
+    from blobench.workflows.bench import measure_harness
+
+    cells, _ = plan(registry, [problem], [algorithm], list(range(n)), steps=1)
+    start_server()
+    process = []
+    for cell in cells:
+        t0 = time.perf_counter()
+        record = run_cell_isolated(cell)
+        wall = time.perf_counter() - t0
+        process.append(wall - (record["finished"] - record["started"]))
+    inside = sorted((measure_harness(registry, problem, algorithm, steps=1) for _ in range(3)),
+                    key=lambda h: h["setup_s"] + h["overhead_s"])[1]
+    process_ms = 1e3 * statistics.median(process)
+    inside_ms = 1e3 * (inside["setup_s"] + inside["overhead_s"])
+    total = process_ms + inside_ms
+    return {"cell": f"{problem} × {algorithm}, 1 step", "process_ms": process_ms,
+            "setup_record_ms": inside_ms, "fixed_ms": total,
+            "target": TARGETS["fixed_cost_ms"], "met": total <= TARGETS["fixed_cost_ms"]}
+
+
+def _first_applicable(registry: Registry, problem: str) -> str | None:
+    for name in EVAL_ALGORITHMS:
+        cls = registry.algorithms.get(name)
+        if cls is not None and not cls().skip_reason(registry.problem(problem)):
+            return name
+    return None
+
+
+def measure_evaluation(registry: Registry, problems: list[str] | None = None
+                       ) -> list[dict[str, Any]]:
+    """Evaluation / solver time of one in-process cell per problem (default schedule)."""
+    from blobench.workflows.bench import measure_harness
+
+    rows = []
+    for problem in problems or sorted(registry.problems):
+        algorithm = _first_applicable(registry, problem)
+        if algorithm is None:
+            continue
+        h = measure_harness(registry, problem, algorithm)
+        share = h["evaluation_s"] / h["solver_s"] if h["solver_s"] else None
+        rows.append({**h, "evaluation_share": share, "target": TARGETS["evaluation_share"],
+                     "met": share is not None and share <= TARGETS["evaluation_share"]})
+    return rows
+
+
+#: the sample of the quick suite timed at 1 and 2 jobs
+PARALLEL_SAMPLE = (["ridge_ho", "logreg_ho", "quadratic", "distill_linear",
+                    "datacleaning_logreg", "poison_logreg"],
+                   ["implicit_cg", "unrolled", "soba", "penalty"])
+
+
+def measure_parallel(registry: Registry, seeds: int = 1) -> dict[str, Any]:
+    """Wall time of the same cells at ``n_jobs`` 1 and 2, fresh stores, isolated cells."""
+    from blobench.workflows.api import RunSpec, prepare
+
+    out: dict[str, Any] = {}
+    problems, algorithms = PARALLEL_SAMPLE
+    for jobs in (1, 2):
+        with tempfile.TemporaryDirectory() as store:
+            spec = RunSpec(problems=[p for p in problems if p in registry.problems],
+                           algorithms=[a for a in algorithms if a in registry.algorithms],
+                           seeds=seeds, n_jobs=jobs, results=store, progress=False)
+            pipeline = prepare(spec)
+            summary = pipeline.execute(progress="off")
+            out[f"wall_{jobs}"] = summary.wall_seconds
+            out[f"solver_{jobs}"] = summary.solver_seconds
+            out[f"efficiency_{jobs}"] = summary.efficiency
+            out["cells"] = len(pipeline.cells)
+    speedup = out["wall_1"] / out["wall_2"]
+    out.update(speedup=speedup, speedup_target=TARGETS["speedup"],
+               speedup_met=speedup >= TARGETS["speedup"],
+               efficiency_target=TARGETS["efficiency"],
+               efficiency_met=(out["efficiency_2"] or 0) >= TARGETS["efficiency"])
+    return out
+
+
+def summarize_run(results: str | Path) -> dict[str, Any]:
+    """The latest run recorded in a store: cells, wall, efficiency, ETA error (replayed)."""
+    from blobench.execution.harness import Cell
+    from blobench.execution.runner import Progress, _record_seconds
+    from blobench.execution.store import ResultsStore
+
+    records = [r for r in ResultsStore(results).records() if r.get("run")]
+    if not records:
+        return {"results": str(results), "cells": 0}
+    last = max(records, key=lambda r: r["finished"])["run"]
+    records = sorted((r for r in records if r["run"] == last), key=lambda r: r["finished"])
+    starts = [r["finished"] - _record_seconds(r) for r in records]
+    t0, t_end = min(starts), records[-1]["finished"]
+    from blobench.workflows.api import RunSpec
+
+    spec = RunSpec.from_mapping(last["spec"])  # resolves the defaults: cores, the suite's seeds
+    jobs = last.get("n_jobs") or spec.jobs
+    solver = sum(r["solver_seconds"] or 0 for r in records)
+    cells = [Cell(**{k: v for k, v in r["config"].items()}, label=r["label"]) for r in records]
+    now = [t0]
+    progress = Progress(cells, {}, jobs, "off", clock=lambda: now[0])
+    errors = {}
+    marks = {max(1, round(f * len(records))): f for f in (0.1, 0.25, 0.5, 0.75)}
+    for i, (record, cell) in enumerate(zip(records, cells, strict=True), start=1):
+        now[0] = record["finished"]
+        progress.running = {c.config_id(): s for c, s, r in zip(cells, starts, records,
+                                                                 strict=True)
+                            if s <= now[0] < r["finished"]}
+        progress.finished(cell, record)
+        if i in marks:
+            eta, actual = progress.eta(), t_end - record["finished"]
+            errors[f"{marks[i]:.0%}"] = (None if eta is None or actual <= 0
+                                         else abs(eta - actual) / actual)
+    wall = t_end - t0
+    cpu = sum(r.get("cpu_seconds") or 0.0 for r in records)
+    known = [e for e in errors.values() if e is not None]
+    return {"results": str(results), "cells": len(records), "n_jobs": jobs,
+            "planned": last.get("cells"), "suite": spec.suite,
+            "seeds": len(spec.seed_list), "config_file": last.get("config_file"),
+            "wall_s": wall, "solver_s": solver, "efficiency": solver / (wall * jobs),
+            # CPU of the cell processes (isolated cells): what the run needs of idle cores
+            "cpu_s": cpu, "idle_estimate_s": cpu / max(jobs, 1),
+            "load": last.get("load"),
+            "eta_errors": errors, "eta_target": TARGETS["eta_error"],
+            "eta_met": bool(known) and max(known) <= TARGETS["eta_error"],
+            "minutes_target": TARGETS["default_run_min"],
+            "minutes_met": wall / 60 < TARGETS["default_run_min"]}
+
+
+def _met(flag: bool | None) -> str:
+    return "**met**" if flag else "**NOT met**"
+
+
+def goal_rows(report: dict[str, Any]) -> list[str]:
+    """Markdown rows: goal | target | measured | met | command (see ``blobench bench``)."""
+    rows = ["| goal | target | measured | met | measured by |", "|---|---|---|---|---|"]
+    s = report.get("startup")
+    if s:
+        rows.append(f"| `blobench --help` CPU | < {s['target']:g} s | {s['help_cpu_s']:.2f} s | "
+                    f"{_met(s['help_cpu_s'] < s['target'])} | `blobench bench` (startup) |")
+        rows.append(f"| `blobench list` CPU (cached; first call {s['list_cold_cpu_s']:.2f} s) | "
+                    f"< {s['target']:g} s | {s['list_cached_cpu_s']:.2f} s | "
+                    f"{_met(s['list_cached_cpu_s'] < s['target'])} | `blobench bench` |")
+        rows.append(f"| heavy modules imported by `import blobench.cli` | none | "
+                    f"{s['cli_heavy_imports']} | {_met(s['cli_heavy_imports'] == '[]')} | "
+                    "`blobench bench`, tests/test_cli.py |")
+    f = report.get("fixed_cost")
+    if f:
+        rows.append(f"| per-cell fixed cost ({f['cell']}) | ≤ {f['target']:g} ms | "
+                    f"{f['fixed_ms']:.0f} ms (process {f['process_ms']:.0f} + set-up/record "
+                    f"{f['setup_record_ms']:.0f}) | {_met(f['met'])} | `blobench bench` |")
+    for e in report.get("evaluation", []):
+        share = e["evaluation_share"]
+        rows.append(f"| evaluation / solver time, {e['problem']} × {e['algorithm']} "
+                    f"({e['evaluations']} evaluations / {e['steps']} steps) | "
+                    f"≤ {100 * e['target']:.0f} % | "
+                    f"{'n/a' if share is None else f'{100 * share:.0f} %'} | {_met(e['met'])} | "
+                    "`blobench bench` |")
+    p = report.get("parallel")
+    if p:
+        rows.append(f"| `--n-jobs 2` vs `--n-jobs 1` ({p['cells']} cells) | "
+                    f"≥ {p['speedup_target']:g}× | {p['speedup']:.2f}× ({p['wall_1']:.1f} s → "
+                    f"{p['wall_2']:.1f} s) | {_met(p['speedup_met'])} | `blobench bench` |")
+        rows.append(f"| efficiency Σ solver / (wall × n_jobs) at `--n-jobs 2` | "
+                    f"≥ {p['efficiency_target']:g} | {p['efficiency_2']:.2f} "
+                    f"(at 1 job: {p['efficiency_1']:.2f}) | {_met(p['efficiency_met'])} | "
+                    "`blobench bench` |")
+    r = report.get("run")
+    if r and r.get("cells"):
+        idle = (f"; its cells used {r['cpu_s'] / 60:.1f} CPU-min, i.e. "
+                f"{r['idle_estimate_s'] / 60:.1f} min on {r['n_jobs']} idle cores"
+                if r.get("cpu_s") else "")
+        done = (f"{r['cells']} of {r['planned']} cells: stopped" if r.get("planned")
+                and r["planned"] > r["cells"] else f"{r['cells']} cells")
+        rows.append(f"| default run (suite {r['suite']}, {done}, {r['seeds']} seed(s), "
+                    f"--n-jobs {r['n_jobs']}, load {r.get('load')}) | < "
+                    f"{r['minutes_target']:g} min on 2 cores | "
+                    f"{r['wall_s'] / 60:.1f} min wall (efficiency {r['efficiency']:.2f}){idle} | "
+                    f"{_met(r['minutes_met'])} | `blobench bench --run-results "
+                    f"{r['results']}` |")
+        errs = ", ".join(f"{k}: {'?' if v is None else f'{100 * v:.0f} %'}"
+                         for k, v in r["eta_errors"].items())
+        rows.append(f"| progress ETA error at 10/25/50/75 % of the cells | ≤ "
+                    f"{100 * r['eta_target']:.0f} % | {errs} | {_met(r['eta_met'])} | "
+                    "same |")
+    return rows
