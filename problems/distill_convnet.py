@@ -12,16 +12,25 @@ Data (:mod:`blobench.toolkit.data`): Fashion-MNIST (default; offline via Debian'
 images (the outer objective) and ``n_test`` test images (:func:`blobench.toolkit.data.splits.
 three_way`), standardized per channel by the statistics of the real training images.
 
-Variables: λ = the 10k synthetic images X̃ (k = ``per_class``; image s has class s mod 10),
-in the standardized pixel space, flattened; with ``learn_lr`` one more coordinate s, a log
-step-size scale. θ = the weights w of a ConvNet (:func:`blobench.toolkit.convnets.convnet3`: depth ×
-[conv 3×3 – instance norm – ReLU – 2×2 average pooling], ``width`` channels, a linear
-classifier), θ₀ drawn from the cell's θ₀ generator (PyTorch's default init; the same θ₀ for
-every algorithm and every cold start of the cell).
+Variables: λ = (X̃, L, s), flattened in this order. X̃ = the 10k synthetic images (k =
+``per_class``; image j has class j mod 10), in the standardized pixel space. With
+``learn_labels``, L ∈ ℝ^{10k×10} = the logits of learnable soft labels q_j = softmax(L_j)
+(soft-label distillation: Sucholutsky & Schonlau 2021; Bohdal, Yang & Hospedales 2020),
+initialized at L₀_j = log((1 − ε) e_{j mod 10} + ε/10), ε = ``LABEL_SMOOTHING`` = 0.1, so
+q₀ is the label-smoothed one-hot target (softmax never reaches an exact one-hot; the
+simplex keeps g bounded below, which free label vectors would not). With ``learn_lr`` one
+more coordinate s, a log step-size scale. θ = the weights w of a ConvNet
+(:func:`blobench.toolkit.convnets.convnet3`: depth × [conv 3×3 – instance norm – ReLU – 2×2
+average pooling], ``width`` channels, a linear classifier), θ₀ drawn from the cell's θ₀
+generator (PyTorch's default init; the same θ₀ for every algorithm and every cold start of
+the cell).
 
-    inner  g(θ, λ) = e^s · 1/(10k) Σ_j CE(net_θ(x̃_j), ỹ_j)            (s = 0 without learn_lr)
+    inner  g(θ, λ) = e^s · 1/(10k) Σ_j H(q_j, net_θ(x̃_j))             (s = 0 without learn_lr)
     outer  f(θ, λ) = 1/n Σ_i CE(net_θ(x_i), y_i)                       (real training images)
 
+H(q, z) = −Σ_c q_c log softmax(z)_c, the cross-entropy with a soft target; without
+``learn_labels`` q_j = e_{j mod 10} (hard labels) and H is the ordinary cross-entropy. g is
+linear in q, so ∂²g/∂θ∂L is a Jacobian product like the one of the images.
 A gradient step of size η on g is a step of size η·e^s on the synthetic cross-entropy: e^s is
 Wang et al.'s learnable step size (the minimizers of g do not depend on s, so only the
 unrolled / truncated estimators see it). The inner problem is non-convex and, with 10k ≪
@@ -60,6 +69,8 @@ from blobench.toolkit.data.splits import three_way
 from blobench.toolkit.sampling import index_batch, sampling_param
 
 N_CLASSES = 10
+#: ε of the learnable labels' initial targets q₀ = (1 − ε) one-hot + ε/10 (module docstring)
+LABEL_SMOOTHING = 0.1
 
 
 class DistillConvNet(convnets.NetworkInner, Problem):
@@ -79,6 +90,7 @@ class DistillConvNet(convnets.NetworkInner, Problem):
         "inner_lr": Param(float, 0.1, "η: inner (and re-train) gradient step size",
                           low=0.0, low_open=True),
         "learn_lr": Param(bool, False, "λ also holds a log step-size scale s (g = e^s CE)"),
+        "learn_labels": Param(bool, False, "λ also holds soft-label logits L (q = softmax L)"),
         "init": Param(str, "noise", "λ₀: standard normal noise, or real training images",
                       choices=("noise", "real")),
         "retrain_steps": Param(int, 20, "fixed budget of the re-train from θ₀ on λ (default: "
@@ -120,7 +132,12 @@ class DistillConvNet(convnets.NetworkInner, Problem):
             images = torch.randn(n_syn * self.x[0].numel(), generator=generator,
                                  dtype=self.dtype).to(self.device)
         extra = [torch.zeros(1, dtype=self.dtype, device=self.device)] if c["learn_lr"] else []
-        self.lam0 = torch.cat([images, *extra])
+        labels = []
+        if c["learn_labels"]:
+            smoothed = ((1 - LABEL_SMOOTHING) * nn.functional.one_hot(self.y_syn, N_CLASSES)
+                        + LABEL_SMOOTHING / N_CLASSES)
+            labels = [torch.log(smoothed).to(self.dtype).reshape(-1)]
+        self.lam0 = torch.cat([images, *labels, *extra])
         self.n_outer_samples = c["n_train"]
         self.retrain_steps = c["retrain_steps"]
 
@@ -132,17 +149,30 @@ class DistillConvNet(convnets.NetworkInner, Problem):
     def dim_outer(self) -> int:
         return self.lam0.numel()
 
+    @property
+    def n_pixels(self) -> int:
+        """Coordinates of λ holding the synthetic images."""
+        return N_CLASSES * self.config["per_class"] * self.x[0].numel()
+
     def synthetic(self, lam: torch.Tensor) -> torch.Tensor:
         """The synthetic images X̃ (10k × C × H × W), a view of λ."""
-        n_pixels = N_CLASSES * self.config["per_class"] * self.x[0].numel()
-        return lam[:n_pixels].view(-1, *self.image_shape)
+        return lam[:self.n_pixels].view(-1, *self.image_shape)
+
+    def soft_labels(self, lam: torch.Tensor) -> torch.Tensor | None:
+        """q = softmax(L) (10k × 10) with ``learn_labels``, else None (hard labels)."""
+        if not self.config["learn_labels"]:
+            return None
+        n = self.y_syn.numel() * N_CLASSES
+        return torch.softmax(lam[self.n_pixels:self.n_pixels + n].view(-1, N_CLASSES), -1)
 
     def lr_scale(self, lam: torch.Tensor) -> torch.Tensor | float:
         return torch.exp(lam[-1]) if self.config["learn_lr"] else 1.0
 
     def inner_loss(self, theta, lam, batch=None):
         logits = self.model(theta, self.synthetic(lam))
-        return self.lr_scale(lam) * nn.functional.cross_entropy(logits, self.y_syn)
+        q = self.soft_labels(lam)
+        target = self.y_syn if q is None else q  # cross_entropy takes class probabilities too
+        return self.lr_scale(lam) * nn.functional.cross_entropy(logits, target)
 
     def outer_loss(self, theta, lam, batch=None):
         x, y = (self.x, self.y) if batch is None else (self.x[batch], self.y[batch])
