@@ -1,14 +1,18 @@
 """Few-shot image classification with a Conv-4 backbone: MAML and a ridge-head hyper-representation.
 
 Tasks (:mod:`blobench.toolkit.fewshot`): N-way K-shot tasks over the classes of Fashion-MNIST
-(``dataset=fashion_mnist``, default, offline), MNIST or both (when present; a missing
-dataset makes the cell ``not_applicable``), each under 4 rotations by 90° (a rotated class
-is a new class, as in the Omniglot protocol); base classes 0..6 of each dataset are the
-meta-training classes (28 with Fashion-MNIST alone), 7..9 the meta-test classes (12). A
-fixed pool of ``n_tasks`` meta-training tasks (all used every outer step) and
-``n_test_tasks`` meta-test tasks is drawn from the seed; ``per_class`` images of each class
-are drawn from the training file (Omniglot has 20 per class). Omniglot and miniImageNet
-themselves are not in the data layer's catalog yet.
+(``dataset=fashion_mnist``, default, offline), MNIST or both, each under 4 rotations by 90°
+(a rotated class is a new class, as in the Omniglot protocol; base classes 0..6 of each
+dataset are the meta-training classes — 28 with Fashion-MNIST alone — 7..9 the meta-test
+classes, 12); or the datasets of the few-shot literature, read from local copies by the
+data layer: ``dataset=omniglot`` (1,200 meta-training / 423 meta-test characters × 4
+rotations, 28 × 28, as Finn et al. 2017 §5.2) and ``dataset=miniimagenet`` (Ravi &
+Larochelle's 64 / 20 classes, 84 × 84 colour; MAML's miniImageNet Conv-4 has ``width=32``).
+A missing dataset makes the cell ``not_applicable`` with how to get it (``blobench data
+fetch omniglot``; miniImageNet's images by hand). A fixed pool of ``n_tasks``
+meta-training tasks (all used every outer step) and ``n_test_tasks`` meta-test tasks is
+drawn from the seed; ``per_class`` images of each class are drawn (Omniglot has 20 per
+class).
 
 Backbone (:func:`blobench.toolkit.convnets.conv4`): 4 × [conv 3×3, ``width`` channels – batch norm
 on the batch's own statistics – ReLU – 2×2 max pooling] (Vinyals et al. 2016; MAML §5.2:
@@ -66,8 +70,10 @@ COMMON = {
     "n_tasks": Param(int, 8, "meta-training tasks in the pool (all used every step)", low=1),
     "n_test_tasks": Param(int, 20, "held-out meta-test tasks", low=1),
     "per_class": Param(int, 10, "images drawn per class (Omniglot: 20)", low=2),
-    "n_train_base": Param(int, 7, "base classes of each dataset for meta-training", low=1),
-    "rotations": Param(int, 4, "rotations by 90° per base class (1 = none)", low=1, high=4),
+    "n_train_base": Param(int, 0, "base classes of each dataset for meta-training (0 = the "
+                          "dataset's: 7 of 10, Omniglot 1,200 of 1,623)", low=0),
+    "rotations": Param(int, 0, "rotations by 90° per base class (1 = none; 0 = the "
+                       "dataset's: 4, miniImageNet 1)", low=0, high=4),
     "width": Param(int, 8, "channels of the Conv-4 blocks (MAML Omniglot: 64)", low=1),
     "dtype": dtype_param("float32"),
 }
@@ -95,7 +101,8 @@ class _ConvFewShot(Problem):
         self.test_support = tuple(t.to(to) for t in s)
         self.test_query = tuple(t.to(to) for t in q)
         self.n_classes_train, self.n_classes_test = len(train), len(test)
-        self.model = convnets.conv4(1, pool.shape[-1], self.head_classes, c["width"])
+        self.model = convnets.conv4(pool.shape[2], pool.shape[-1], self.head_classes,
+                                    c["width"])
 
     head_classes = 0
     #: meta-test tasks evaluated at once (memory: 600 tasks of Conv-4 width 64 at once are GBs)
@@ -220,7 +227,8 @@ class FewShotRidge(_ConvFewShot):
 
     @property
     def n_features(self) -> int:
-        return convnets.n_features(1, self.support[0].shape[-1], self.config["width"], 4) + 1
+        x = self.support[0]
+        return convnets.n_features(x.shape[-3], x.shape[-1], self.config["width"], 4) + 1
 
     @property
     def dim_outer(self) -> int:
@@ -231,7 +239,7 @@ class FewShotRidge(_ConvFewShot):
         return self.n_tasks * self.n_features * self.config["n_way"]
 
     def features(self, lam: Tensor, x: Tensor) -> Tensor:
-        """Φ̃ = [φ_λ(x), 1] for a stack of tasks x (tasks × m × 1 × H × W)."""
+        """Φ̃ = [φ_λ(x), 1] for a stack of tasks x (tasks × m × C × H × W)."""
         phi = torch.func.vmap(self.model, in_dims=(None, 0))(lam, x)
         return torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
 

@@ -8,7 +8,33 @@ the folder holding the files to a dict of tensors:
 - images (IDX, CIFAR): ``x_train`` / ``x_test`` uint8 (n × 28 × 28, or n × 3 × 32 × 32),
   ``y_train`` / ``y_test`` int64 class indices;
 - svmlight: ``x_train`` (and ``x_test`` when the dataset has a test file) float64 sparse CSR,
-  ``y_train`` / ``y_test`` float64 labels as written in the file.
+  ``y_train`` / ``y_test`` float64 labels as written in the file;
+- image folders (Omniglot, miniImageNet): one :class:`~blobench.toolkit.data.formats.ImageSet`
+  per split (``background`` / ``evaluation``; ``train`` / ``val`` / ``test``), the images
+  decoded on demand (:meth:`ImageSet.load`), their class labels and class names at hand.
+
+**Omniglot** (Lake, Salakhutdinov & Tenenbaum 2015): the two archives of the authors'
+repository, ``images_background.zip`` (30 alphabets, 964 characters) and
+``images_evaluation.zip`` (20 alphabets, 659 characters), 20 drawings of every character,
+105 × 105 black-and-white PNGs, laid out ``images_{background,evaluation}/<alphabet>/
+<character>/<drawing>.png``. Either the archives or their extracted folders (the canonical
+layout) are read. The source publishes no SHA-256; the archives' MD5s
+(``68d2efa1b9178cc56df9314c21c6e718``, ``6b91aef0f799c5bb55b94e3f2daec811``) are the ones
+torchvision's Omniglot loader pins, so an archive is checked against them; an extracted
+copy has no checksum and its structure is verified instead (alphabet, character and
+drawing counts, image size: :func:`~blobench.toolkit.data.formats.read_omniglot`).
+
+**miniImageNet** (Vinyals et al. 2016; the split of Ravi & Larochelle 2017): the split
+files ``train.csv`` / ``val.csv`` / ``test.csv`` (``filename,label`` rows; 64 / 16 / 20
+ImageNet classes, 600 images each) of Ravi & Larochelle's repository (their SHA-256 pinned
+here are those of the files in that repository as last changed in commit 468bda8,
+2017-02-06) and the folder
+``images/`` holding the 60,000 images, resized to 84 × 84, named as in the csvs
+(``n0153282900000005.jpg``: the layout of the commonly distributed archive; the pickle
+layouts are not read — no pickle, ever). The images come from ImageNet (ILSVRC-2012),
+whose terms of access forbid redistribution: blobench cannot download them, the csvs it
+can. No checksums of the images exist: their structure is verified
+(:func:`~blobench.toolkit.data.formats.read_mini_imagenet`).
 
 A file whose ``sha256`` is None is not pinned here (the LIBSVM site publishes no checksums):
 :func:`blobench.toolkit.data.fetch.fetch` records the SHA-256 of what it downloaded in the dataset
@@ -27,15 +53,23 @@ from blobench.contracts.errors import unknown_name
 from blobench.toolkit.data import formats
 
 Tensors = dict[str, torch.Tensor]
+#: what a parser returns: tensors, or for folders of image files (Omniglot, miniImageNet)
+#: :class:`~blobench.toolkit.data.formats.ImageSet`s decoded on demand
+Data = dict[str, "torch.Tensor | formats.ImageSet"]
 
 
 @dataclass(frozen=True)
 class DataFile:
-    """One file of a dataset: its name in the dataset folder, canonical URL, SHA-256."""
+    """One file of a dataset: its name in the dataset folder, canonical URL, SHA-256; the MD5
+    when the source publishes only that (``md5``); for an archive, the folder it extracts
+    to (``unpacked``): either the archive or that folder makes the file present (the
+    extracted copy has no checksum; its parser verifies its structure instead)."""
 
     name: str
     url: str
     sha256: str | None
+    md5: str | None = None
+    unpacked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,8 +80,13 @@ class Dataset:
     license: str
     citation: str
     source: str
-    parser: Callable[[Path], Tensors]
+    parser: Callable[[Path], Data]
     system_dirs: tuple[str, ...] = field(default_factory=tuple)
+    #: folders that must exist beside the files and that ``blobench data fetch`` cannot
+    #: download (miniImageNet's images: ImageNet's terms of access)
+    folders: tuple[str, ...] = field(default_factory=tuple)
+    #: how to get what fetch cannot download (one line; the DataMissing message)
+    manual: str = ""
 
 
 def _idx_pair(folder: Path) -> Tensors:
@@ -83,6 +122,18 @@ def _idx_files(base: str, digests: tuple[str, str, str, str]) -> tuple[DataFile,
     return tuple(DataFile(n, base + n, d) for n, d in zip(names, digests, strict=True))
 
 
+def _omniglot(folder: Path) -> Data:
+    return {split: formats.read_omniglot(folder, f"images_{split}")
+            for split in ("background", "evaluation")}
+
+
+def _mini_imagenet(folder: Path) -> Data:
+    return formats.read_mini_imagenet(folder)
+
+
+_OMNIGLOT = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+_RAVI = ("https://raw.githubusercontent.com/twitter/meta-learning-lstm/master/data/"
+         "miniImagenet/")
 _LIBSVM = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/"
 _LIBSVM_CITE = ("Chang & Lin 2011, LIBSVM: a library for support vector machines, ACM TIST "
                 "2(3); data page https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/")
@@ -135,6 +186,34 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         "no license stated (LIBSVM data page; research use, cite the sources)",
         "Keerthi & DeCoste 2005, JMLR 6; Lang 1995 (20 Newsgroups); " + _LIBSVM_CITE,
         _LIBSVM + "binary.html#news20.binary", _svmlight("news20.binary.bz2")),
+    Dataset(
+        "omniglot", "Omniglot: 1,623 handwritten characters of 50 alphabets, 20 drawings each "
+        "(105×105 PNG); background 964 / evaluation 659 characters",
+        (DataFile("images_background.zip", _OMNIGLOT + "images_background.zip", None,
+                  "68d2efa1b9178cc56df9314c21c6e718", "images_background"),
+         DataFile("images_evaluation.zip", _OMNIGLOT + "images_evaluation.zip", None,
+                  "6b91aef0f799c5bb55b94e3f2daec811", "images_evaluation")),
+        "MIT (brendenlake/omniglot repository)",
+        "Lake, Salakhutdinov & Tenenbaum 2015, Human-level concept learning through "
+        "probabilistic program induction, Science 350(6266)",
+        "https://github.com/brendenlake/omniglot", _omniglot),
+    Dataset(
+        "miniimagenet", "miniImageNet (Ravi & Larochelle split): 100 ImageNet classes × 600 "
+        "images 84×84; 64 train / 16 val / 20 test classes",
+        tuple(DataFile(f"{split}.csv", _RAVI + f"{split}.csv", digest) for split, digest in (
+            ("train", "498519cd8e49ce97ed26a4a3638966698ae41ab35e9c68538319fc9b46ba7d2f"),
+            ("val", "5658a59921ca027ee76af92949869c5d6f41d77592ff3b18db325a9d10c893b9"),
+            ("test", "2b7cfa78342995761a572a8158e539bc4e0a80f9bbd7d00c1e17a460fbbb93fa"))),
+        "split csvs: MIT (Twitter, twitter/meta-learning-lstm); images: ImageNet terms of "
+        "access (non-commercial research, no redistribution)",
+        "Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016, Matching networks for one "
+        "shot learning, NeurIPS; split: Ravi & Larochelle 2017, Optimization as a model for "
+        "few-shot learning, ICLR",
+        "https://github.com/twitter/meta-learning-lstm/tree/master/data/miniImagenet",
+        _mini_imagenet, folders=("images",),
+        manual="put the 60,000 miniImageNet images (84×84, named as in the csvs) in "
+        "images/ by hand — ImageNet's terms forbid redistribution (https://image-net.org); "
+        "`blobench data fetch miniimagenet` gets the split csvs"),
 )}
 
 

@@ -2,7 +2,8 @@
 
 A file is accepted when its SHA-256 equals the one the registry pins, or — for files the
 registry does not pin (``sha256=None``) — the one recorded in the folder's ``SHA256SUMS``
-when it was fetched (``<hex>  <name>`` lines, the ``sha256sum`` format). A verified
+when it was fetched, or else the MD5 the registry pins where the source publishes only
+that (Omniglot's archives) (``<hex>  <name>`` lines, the ``sha256sum`` format). A verified
 (path, size, mtime) is remembered for the life of the process so repeated loads do not
 re-hash hundreds of megabytes.
 """
@@ -23,8 +24,9 @@ class ChecksumError(UserError):
     """A dataset file whose content is not the expected one."""
 
 
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256(path: Path, chunk: int = 1 << 20, algorithm: str = "sha256") -> str:
+    """Hex digest of the file (``algorithm``: any of :mod:`hashlib`'s, e.g. ``md5``)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
@@ -57,16 +59,24 @@ def expected(folder: Path, file: DataFile) -> str | None:
 
 
 def verify(folder: Path, file: DataFile) -> None:
-    """Raise :class:`ChecksumError` naming the file when its SHA-256 is not the expected one
-    (a file with no expected digest is accepted as is)."""
+    """Raise :class:`ChecksumError` naming the file when its SHA-256 (or, where the source
+    publishes only that, its MD5) is not the expected one. A file with no expected digest
+    is accepted as is; an archive present only as its extracted folder has nothing to hash
+    (its parser checks its structure)."""
     path = folder / file.name
+    if not path.is_file() and file.unpacked is not None:
+        return
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    want = expected(folder, file)
+    want, algorithm = expected(folder, file), "sha256"
+    if want is None and file.md5 is not None:
+        want, algorithm = file.md5, "md5"
     if want is None or key in _verified:
         return
-    got = sha256(path)
+    got = sha256(path, algorithm=algorithm)
     if got != want.lower():
-        raise ChecksumError(f"{path}: SHA-256 {got} does not match the expected {want} "
-                            "(truncated or corrupted download: delete it and fetch it again)")
+        label = "SHA-256" if algorithm == "sha256" else algorithm.upper()
+        raise ChecksumError(f"{path}: {label} {got} does not match the expected "
+                            f"{want} (truncated or corrupted download: delete it and fetch it "
+                            "again)")
     _verified.add(key)

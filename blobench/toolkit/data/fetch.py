@@ -5,8 +5,10 @@ destination (``.<name>.part``) with a tqdm progress bar, hashed on the way, chec
 the registry's SHA-256 (files the registry does not pin get their digest recorded in
 ``SHA256SUMS``, see :mod:`blobench.toolkit.data.checksum`) and only then renamed into place
 (``os.replace``, atomic on one file system): an interrupted or corrupted download never
-leaves a file under the final name. Without network the error is one line saying which
-files to put where by hand.
+leaves a file under the final name. Files the registry pins only by MD5 (Omniglot) are
+checked against it. What a dataset needs and fetch cannot download (miniImageNet's
+images) is named by the dataset's ``manual`` line in the error. Without network the error
+is one line saying which files to put where by hand.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from blobench.contracts.errors import UserError
 from blobench.toolkit.data import checksum
 from blobench.toolkit.data.catalog import DataFile, Dataset
-from blobench.toolkit.data.root import locate, user_folder
+from blobench.toolkit.data.root import locate, present, user_folder
 
 TIMEOUT = 30.0
 _CHUNK = 1 << 16
@@ -41,7 +43,7 @@ def download(file: DataFile, folder: Path, progress: bool = True) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     final, part = folder / file.name, folder / f".{file.name}.part"
-    digest = hashlib.sha256()
+    digest, md5 = hashlib.sha256(), hashlib.md5()
     try:
         with urllib.request.urlopen(file.url, timeout=TIMEOUT) as response, \
                 open(part, "wb") as out:
@@ -51,6 +53,7 @@ def download(file: DataFile, folder: Path, progress: bool = True) -> Path:
                 while block := response.read(_CHUNK):
                     out.write(block)
                     digest.update(block)
+                    md5.update(block)
                     bar.update(len(block))
     except BaseException:
         part.unlink(missing_ok=True)
@@ -60,6 +63,11 @@ def download(file: DataFile, folder: Path, progress: bool = True) -> Path:
         part.unlink(missing_ok=True)
         raise checksum.ChecksumError(
             f"{final}: downloaded SHA-256 {got} does not match the expected {file.sha256} "
+            f"(from {file.url}); nothing was written")
+    if file.sha256 is None and file.md5 is not None and md5.hexdigest() != file.md5:
+        part.unlink(missing_ok=True)
+        raise checksum.ChecksumError(
+            f"{final}: downloaded MD5 {md5.hexdigest()} does not match the expected {file.md5} "
             f"(from {file.url}); nothing was written")
     os.replace(part, final)
     if file.sha256 is None:
@@ -78,7 +86,7 @@ def fetch(ds: Dataset, data_dir: str | Path | None = None, progress: bool = True
         return found
     folder = user_folder(ds, data_dir)
     for file in ds.files:
-        if (folder / file.name).is_file():
+        if present(folder, file):
             checksum.verify(folder, file)
             continue
         try:
@@ -87,4 +95,7 @@ def fetch(ds: Dataset, data_dir: str | Path | None = None, progress: bool = True
             reason = getattr(exc, "reason", None) or exc
             raise FetchError(f"cannot download {file.url} ({reason}); "
                              f"{_by_hand(ds, folder)}") from None
+    missing = [d for d in ds.folders if not (folder / d).is_dir()]
+    if missing:
+        raise FetchError(f"{ds.name}: the split files are in {folder}; {ds.manual}")
     return folder

@@ -14,10 +14,10 @@ import torch
 
 from blobench.contracts.errors import DataMissing
 from blobench.toolkit.data import checksum
-from blobench.toolkit.data.catalog import Tensors, dataset
+from blobench.toolkit.data.catalog import Data, dataset
 from blobench.toolkit.data.root import candidates, locate
 
-_cache: dict[tuple[str, str], Tensors] = {}
+_cache: dict[tuple[str, str], Data] = {}
 
 
 def status(name: str, data_dir: str | Path | None = None) -> Path | None:
@@ -25,18 +25,24 @@ def status(name: str, data_dir: str | Path | None = None) -> Path | None:
     return locate(dataset(name), data_dir)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Tensors:
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Data:
     """The tensors of dataset ``name`` (see :mod:`blobench.toolkit.data.catalog` for the keys).
 
     Raises :class:`~blobench.contracts.errors.DataMissing` ("data missing: run `blobench data fetch
-    <name>`") when no candidate folder holds all its files."""
+    <name>`", or the dataset's ``manual`` line for what fetch cannot download) when no
+    candidate folder holds all its files. Image folders come back as
+    :class:`~blobench.toolkit.data.formats.ImageSet`s (immutable, shared)."""
     ds = dataset(name)
     folder = locate(ds, data_dir)
     if folder is None:
-        raise DataMissing.of(name, ", ".join(map(str, candidates(ds, data_dir))))
+        looked = ", ".join(map(str, candidates(ds, data_dir)))
+        if ds.manual:
+            raise DataMissing(f"data missing: {ds.manual} (looked in {looked})")
+        raise DataMissing.of(name, looked)
     key = (name, str(folder.resolve()))
     if key not in _cache:
         for file in ds.files:
             checksum.verify(folder, file)
         _cache[key] = ds.parser(folder)
-    return {k: v.clone() if v.layout == torch.strided else v for k, v in _cache[key].items()}
+    return {k: v.clone() if isinstance(v, torch.Tensor) and v.layout == torch.strided else v
+            for k, v in _cache[key].items()}

@@ -5,7 +5,9 @@ argument), the ``$BLOBENCH_DATA`` environment variable, the per-user cache
 ``$XDG_CACHE_HOME/blobench/data`` (``~/.cache/blobench/data`` when ``XDG_CACHE_HOME`` is
 unset). Dataset ``X`` is read from ``<root>/X/`` when all its files are there, otherwise
 from the first of its system-wide folders (e.g. ``/usr/share/datasets/fashion-mnist/``)
-that holds them all.
+that holds them all. An archive counts as there when its extracted folder is (Omniglot's
+``images_background/``), and a dataset's required folders (miniImageNet's ``images/``)
+must be there too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from blobench.toolkit.data.catalog import Dataset
+from blobench.toolkit.data.catalog import DataFile, Dataset
 
 ENV = "BLOBENCH_DATA"
 
@@ -38,9 +40,17 @@ def candidates(ds: Dataset, data_dir: str | Path | None = None) -> list[Path]:
     return [user_folder(ds, data_dir), *(Path(p) for p in ds.system_dirs)]
 
 
+def present(folder: Path, file: DataFile) -> bool:
+    """``file`` is in ``folder``: the file itself or, for an archive, its extracted folder."""
+    return (folder / file.name).is_file() or (
+        file.unpacked is not None and (folder / file.unpacked).is_dir())
+
+
 def locate(ds: Dataset, data_dir: str | Path | None = None) -> Path | None:
-    """The first candidate folder holding every file of ``ds``, or None."""
+    """The first candidate folder holding every file (:func:`present`) and every required
+    folder of ``ds``, or None."""
     for folder in candidates(ds, data_dir):
-        if all((folder / f.name).is_file() for f in ds.files):
+        if (all(present(folder, f) for f in ds.files)
+                and all((folder / d).is_dir() for d in ds.folders)):
             return folder
     return None
