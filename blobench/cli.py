@@ -35,7 +35,7 @@ DEFAULT_LEADERBOARD = "leaderboards"
 #: ``command(args) -> exit code``; imported only when given. ``--results``, ``--plugins`` and
 #: the verbosity options are added here.
 EXTENSIONS = {
-    "reproduce": ("blobench.workflows.reproduce",
+    "reproduce": ("blobench.workflows.reproduce.cli",
                   "reproduce a seed paper's claims, with a verdict each"),
     "tune": ("blobench.workflows.tuning", "tune hyperparameters on the validation objective"),
     "bench": ("blobench.workflows.bench", "measure the benchmark's own speed against its goals"),
