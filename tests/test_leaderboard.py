@@ -62,10 +62,13 @@ def test_time_to_target_by_hand(store, tmp_path):
     ok = [r for r in records if r["status"] == "ok"]
     for seed in (0, 1):
         mine = [r for r in ok if r["config"]["seed"] == seed]
-        best = min(t["restart_outer_loss"] for r in mine for t in r["trace"])
         first = sorted(r["trace"][0]["restart_outer_loss"] for r in mine)
         initial = (first[(len(first) - 1) // 2] + first[len(first) // 2]) / 2  # median
-        target = best + 0.1 * (initial - best)  # within 10 % of the best decrease from λ₀
+        # half of the median final decrease over the configurations that decreased F
+        drops = sorted(initial - r["trace"][-1]["restart_outer_loss"] for r in mine)
+        drops = [d for d in drops if d > 0]
+        typical = (drops[(len(drops) - 1) // 2] + drops[len(drops) // 2]) / 2
+        target = initial - 0.5 * typical
         for r in mine:
             hits = [t["seconds"] for t in r["trace"] if t["restart_outer_loss"] <= target]
             r["_ttt"] = min(hits) if hits else None
@@ -74,7 +77,7 @@ def test_time_to_target_by_hand(store, tmp_path):
         if r["_ttt"] is not None:
             by_label.setdefault(r["label"], []).append(r["_ttt"])
     table = pd.read_csv(out / "ridge_ho-quick.csv").set_index("algorithm")
-    assert by_label  # someone reached the target (the best cell by definition)
+    assert by_label  # someone reached the target (half of the median decrease)
     for label, values in by_label.items():
         assert table.loc[label, "time_to_target_mean"] == pytest.approx(
             sum(values) / len(values), rel=1e-9)

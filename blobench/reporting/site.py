@@ -33,6 +33,7 @@ import pandas as pd
 
 from blobench.reporting import ranks as reporting
 from blobench.reporting.plots import band_over_seeds
+from blobench.reporting.tables import BIAS_COLUMNS, informative_columns
 
 PLOTLY_FILE = "plotly.min.js"
 #: x-axes of the curves: (trace column, axis title)
@@ -149,8 +150,6 @@ def _cell(value: Any, text: str | None = None) -> str:
 
 def _table(table: pd.DataFrame, cols: list[tuple[str, str, Any, Any]], status: bool) -> str:
     """The page's ranked table as sortable HTML (same columns and numbers as Markdown)."""
-    from blobench.reporting.leaderboard import informative_columns
-
     cols, notes = informative_columns(table, cols)
     units = {c: reporting.pick_unit(kind, table[f"{c}_mean"]) for c, _, _, kind in cols}
     head = ["rank", "algorithm"] + [h + (f" ({units[c][0]})" if units[c][0] else "")
@@ -225,8 +224,6 @@ def write_site(folder: Path, pages: list[dict[str, Any]], summary: pd.DataFrame,
     ``pages``: per problem page, its stem, title, ranking, table, traces and rules."""
     from plotly.offline import get_plotlyjs
 
-    from blobench.reporting.leaderboard import BIAS_COLUMNS
-
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / PLOTLY_FILE]
     if not written[0].exists() or written[0].stat().st_size < 1000:
@@ -242,7 +239,7 @@ def write_site(folder: Path, pages: list[dict[str, Any]], summary: pd.DataFrame,
         xopts = "".join(f"<option value='{x}'>{html.escape(t)}</option>" for x, t in X_AXES)
         famboxes = "".join(f"<label><input type='checkbox' class='fam' value='{html.escape(f)}'"
                            f" checked> {html.escape(f)}</label>" for f in fams)
-        rules = "".join(f"<p>{_md_inline(line)}</p>" for line in page["rules"][2:] if line)
+        rules = "".join(f"<p>{_md_inline(line)}</p>" for line in page["rules"])
         body = (f"<p><a href='index.html'>← all problems</a></p><h1>{html.escape(page['title'])}"
                 f"</h1><p>{_md_inline(page['summary'])}</p>"
                 "<h2>Curves</h2><div class='controls'>"

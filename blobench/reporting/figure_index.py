@@ -1,0 +1,52 @@
+"""The figures of a problem page, in page order: which :mod:`blobench.reporting.plots`
+figure is drawn for which metric, with its title on the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from blobench.reporting import plots
+from blobench.reporting.tables import Ranking
+
+
+def target_name(ranking: Ranking) -> str:
+    """The words for the curve that time to target is measured on."""
+    return "F(λ) = f(θ*(λ), λ)" if ranking.retrained else "outer loss f(θ, λ)"
+
+
+def page_figures(stem: str, out: Path, traces: pd.DataFrame, final: pd.DataFrame,
+                 table: pd.DataFrame, ranking: Ranking, title: str) -> list[tuple[str, Path]]:
+    """Draw the page's figures into ``out`` (``<stem>-<kind>.png``); returns (title, path) of
+    those drawn: F(λ) (or the own outer loss) and the ranked metric vs solver time, memory vs
+    unroll length, the accuracy / time Pareto front, F(λ) vs oracle calls, implicit bias.
+    Styles and legend follow the page's rank order (``table``)."""
+    figs: list[tuple[str, Path | None]] = []
+    ok_traces = traces[traces["status"] == "ok"] if not traces.empty else traces
+    order = list(table["algorithm"])
+    families = dict(zip(table["algorithm"], table["family"], strict=True))
+    style = plots.FigureStyle(order, families, title)
+    name = target_name(ranking)
+    curves = not ok_traces.empty and ranking.target in ok_traces
+    if curves:
+        figs.append((f"{name} vs solver time", plots.metric_vs_time(
+            ok_traces, ranking.target, name, out / f"{stem}-outer_loss.png", style)))
+        if ranking.column in ok_traces and ranking.column != ranking.target:
+            figs.append((f"{ranking.header()} vs solver time", plots.metric_vs_time(
+                ok_traces, ranking.column, ranking.header(), out / f"{stem}-primary.png",
+                style)))
+    ok_final = final[final["status"] == "ok"]
+    mem = "peak_tensor_mib" if ok_final["peak_tensor_mib"].notna().any() else "peak_memory_mib"
+    figs.append(("Peak memory vs unroll length / inner steps",
+                 plots.memory_vs_steps(ok_final, mem, out / f"{stem}-memory.png", style)))
+    figs.append(("Accuracy vs time (Pareto)",
+                 plots.pareto(table, ranking.column, ranking.header(), ranking.higher,
+                              out / f"{stem}-pareto.png", style)))
+    if curves:
+        figs.append((f"{name} vs oracle calls", plots.metric_vs_calls(
+            ok_traces, ranking.target, name, out / f"{stem}-calls.png", style)))
+    if not ok_traces.empty:
+        figs.append(("Implicit bias", plots.implicit_bias(ok_traces, ok_final,
+                                                          out / f"{stem}-bias.png", style)))
+    return [(t, p) for t, p in figs if p is not None]
