@@ -10,8 +10,12 @@ and an upper-level descent step:
 with aggregation weights α_t ∈ [0, 1] decaying to 0 (α_t = α₀/(t+1) here, a schedule of the
 form the paper's convergence theory asks for: α_t → 0, Σ α_t = ∞), so the iterates head for the
 inner solution that is best for f. The hypergradient is the reverse-mode derivative of
-f(θ_T(λ), λ) through the T aggregated steps (``autodiff.aggregated_unroll``), the derivative
-also flowing through the ∇_θ f terms. α₀ = 0 is exactly ``unrolled``. s_l = the inner step
+f(θ_T(λ), λ) through the T aggregated steps (``autodiff.unroll`` with the ``bda``
+:class:`~blobench.autodiff.InnerSolver`), the derivative also flowing through the ∇_θ f terms.
+α₀ = 0 is exactly ``unrolled``. The same aggregation is an ``inner_solver`` choice of
+``truncated`` and ``forward_mode`` (issue 21); this entry is reverse mode through it. It is
+no inner solver of the implicit entries: their IFT needs ∇_θ g = 0, which BDA's iterate meets
+only as α_t → 0. s_l = the inner step
 size, s_u = None → s_l. Time ≈ 2× reverse mode (an extra outer gradient per step), memory
 O(T · dim θ). Default: cold start per outer step (θ₀ fixed), as in the paper.
 """
@@ -19,7 +23,7 @@ O(T · dim θ). Default: cold start per outer step (θ₀ fixed), as in the pape
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.bases.algorithm import POSITIVE, DoubleLoop
+from blobench.bases.algorithm import BDA_PARAMS, DoubleLoop
 from blobench.contracts.params import Param
 
 
@@ -32,14 +36,13 @@ class BDA(DoubleLoop):
     params = {
         **DoubleLoop.params,
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),
-        "alpha0": Param(float, 0.5, "α₀ of the aggregation weights α_t = α₀/(t+1)",
-                        low=0.0, high=1.0),
-        "upper_lr": Param(float, None, "s_u, step on ∇_θ f; None = the inner step size s_l",
-                          optional=True, **POSITIVE),
+        **BDA_PARAMS,
     }
+    handles_inner_prox = True
 
-    def weights(self) -> list[float]:
-        return [self.alpha0 / (t + 1) for t in range(self.inner_steps)]
+    def inner_solver_spec(self) -> autodiff.InnerSolver:
+        """BDA's aggregation with this entry's α₀ and s_u."""
+        return autodiff.InnerSolver("bda", alpha0=self.alpha0, upper_lr=self.upper_lr)
 
     @property
     def differentiates_through_init(self):
@@ -47,9 +50,7 @@ class BDA(DoubleLoop):
 
     def hypergradient(self, problem, state):
         lam = state.lam.detach().requires_grad_(True)
-        lr = self.inner_lr_at(problem, lam)
-        upper_lr = self.upper_lr if self.upper_lr is not None else lr
         theta0 = self.start_theta(problem, state, lam)
-        theta_t = autodiff.aggregated_unroll(problem, theta0, lam, self.inner_steps, lr,
-                                             upper_lr, self.weights())
+        theta_t = autodiff.unroll(problem, theta0, lam, self.inner_steps,
+                                  self.inner_lr_at(problem, lam), solver=self.inner_solver_spec())
         return theta_t.detach(), autodiff.outer_hypergradient(problem, theta_t, lam)

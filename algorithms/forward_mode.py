@@ -14,6 +14,13 @@ Z_0 = dθ₀/dλ: zero for a warm start or a θ₀ independent of λ, the Jacobi
 cold start on MAML-type problems. Cost O(T · dim λ) JVPs, memory O(dim θ · dim λ) independent
 of T: the method of choice for few hyperparameters and long horizons.
 
+``inner_solver`` (issue 21): gd, heavy ball, Adam or BDA's aggregation
+(:class:`blobench.autodiff.InnerSolver`): the JVPs are then those of the whole step
+(θ_t, s_t, λ) ↦ (θ_{t+1}, s_{t+1}), carrying the tangents of the solver's state s (previous
+iterate, Adam's moments) beside Z; e.g. heavy ball
+Z_{t+1} = Z_t − η (H_t Z_t + J_tᵀ) + β (Z_t − Z_{t−1}). A constrained lower level
+(:meth:`Problem.inner_prox`): the prox is part of the step, its JVP too.
+
 Default: cold start per outer step as in the paper's Alg. 2 (θ₀ re-drawn each time).
 """
 
@@ -22,7 +29,7 @@ from __future__ import annotations
 import torch
 
 from blobench import autodiff
-from blobench.bases.algorithm import DoubleLoop
+from blobench.bases.algorithm import UNROLLED_INNER_SOLVERS, DoubleLoop, inner_solver_param
 from blobench.contracts.errors import NotApplicable
 from blobench.contracts.params import Param
 
@@ -41,7 +48,9 @@ class ForwardMode(DoubleLoop):
         # 2,000 × 2,000 through sparse products) one cell took over 8 CPU-minutes
         "max_tangent_size": Param(int, 10**6, "refuse problems with dim θ · dim λ above this",
                                   low=1),
+        **inner_solver_param(UNROLLED_INNER_SOLVERS),
     }
+    handles_inner_prox = True
 
     @property
     def differentiates_through_init(self):
@@ -72,6 +81,6 @@ class ForwardMode(DoubleLoop):
         theta_t, z = autodiff.forward_unroll(
             problem, theta0, lam, self.inner_steps, self.inner_lr_at(problem, lam),
             tangent=self.initial_tangent(problem, state, lam),
-            chunk_size=self.chunk_size or None)
+            chunk_size=self.chunk_size or None, solver=self.inner_solver_spec())
         f_theta, f_lam = autodiff.outer_grads(problem, theta_t, lam)
         return theta_t, f_lam + z.T @ f_theta

@@ -11,6 +11,13 @@ optimization", eq. 6 / Alg. 1). K = T is full reverse-mode RHG (``unrolled``): t
 derivative also flows through θ₀ when θ₀ is a function of λ (MAML-type problems). Time
 O(T + K) gradient evaluations, memory O(K · dim θ) instead of O(T · dim θ).
 
+``inner_solver`` (issue 21): gd, heavy ball, Adam or BDA's aggregation
+(:class:`blobench.autodiff.InnerSolver`); the first T − K steps run that solver without a
+graph and hand their state (previous iterate, moments) to the last K, which are
+differentiated through the solver's update; θ_{T−K} and that state are constants of the
+backward pass (the truncation). A constrained lower level (:meth:`Problem.inner_prox`): every
+step ends with the prox, differentiated in the last K.
+
 Defaults: T = 20 as the other double-loop entries, K = 5 (chosen here; the paper studies the
 bias as K shrinks); cold start per outer step as in the paper's Alg. 1.
 """
@@ -18,7 +25,7 @@ bias as K shrinks); cold start per outer step as in the paper's Alg. 1.
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.bases.algorithm import DoubleLoop
+from blobench.bases.algorithm import UNROLLED_INNER_SOLVERS, DoubleLoop, inner_solver_param
 from blobench.contracts.errors import UserError
 from blobench.contracts.params import Param
 
@@ -33,7 +40,9 @@ class Truncated(DoubleLoop):
         "warm_start": Param(bool, False, "start the inner solver from the previous θ (else θ₀)"),
         "truncation": Param(int, 5, "K: back-propagate through the last K of the T inner steps",
                             low=1),
+        **inner_solver_param(UNROLLED_INNER_SOLVERS),
     }
+    handles_inner_prox = True
 
     @property
     def differentiates_through_init(self):
@@ -49,8 +58,11 @@ class Truncated(DoubleLoop):
         lam = state.lam.detach().requires_grad_(True)
         lr = self.inner_lr_at(problem, lam)
         theta = self.start_theta(problem, state, lam)
+        solver, solver_state = self.inner_solver_spec(), None
         skipped = self.inner_steps - self.truncation
-        if skipped > 0:  # no graph: θ_{T−K} is a constant for the backward pass
-            theta = autodiff.gradient_descent(problem, theta, lam, skipped, lr)
-        theta_t = autodiff.unroll(problem, theta, lam, self.truncation, lr)
+        if skipped > 0:  # no graph: θ_{T−K} and the solver's state are constants
+            theta, solver_state = autodiff.inner_solve(problem, theta, lam, skipped, lr, solver,
+                                                       return_state=True)
+        theta_t = autodiff.unroll(problem, theta, lam, self.truncation, lr, solver=solver,
+                                  state=solver_state, start=skipped)
         return theta_t.detach(), autodiff.outer_hypergradient(problem, theta_t, lam)

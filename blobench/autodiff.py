@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -370,58 +371,311 @@ def dense_solve(a: Tensor, b: Tensor) -> Tensor:
 # -------------------------------------------------------------- implicit hypergrad
 def implicit_hypergradient(problem: Problem, theta: Tensor, lam: Tensor,
                            solve: Callable[[InnerDerivatives, Tensor], Tensor],
-                           inner_batch: Batch = None, outer_batch: Batch = None
-                           ) -> tuple[Tensor, Tensor]:
+                           inner_batch: Batch = None, outer_batch: Batch = None,
+                           prox_step: float | None = None) -> tuple[Tensor, Tensor]:
     """dF/dλ ≈ ∇_λ f − J v with v = solve(H, ∇_θ f) ≈ H⁻¹ ∇_θ f, at the given θ.
+
+    ``prox_step`` η (a problem with a separable prox, :func:`prox_separable`): the lower level
+    is min g + r with the proximal fixed point θ = P(z, λ), z = θ − η ∇_θ g(θ, λ),
+    P = prox_{ηr}. Differentiating it (Bertrand et al. 2022, "Implicit differentiation for fast
+    hyperparameter selection in non-smooth convex learning", JMLR, the fixed-point equation of
+    proximal gradient) with D = ∂P/∂z diagonal with entries 0/1 (box, soft-threshold; free
+    set F where D = 1) and P_λ = ∂P/∂λ gives, with v_F = H_FF⁻¹ (∇_θ f)_F, v = 0 off F
+    (:class:`FreeCoordinates`) and the adjoint w = v/η on F, w = ∇_θ f − H v off F:
+
+        dF/dλ = ∇_λ f − J v + P_λᵀ w
+
+    — the IFT restricted to the free coordinates, plus the λ-dependence of the prox: zero for
+    a λ-independent box; −e^λ sᵀ H_SS⁻¹ (∇_θ f)_S for r = e^λ‖θ‖₁ on the support S with signs
+    s (Bertrand et al. 2020, ICML, Prop. 1); C 1ᵀ((∇_θ f)_U − (H v)_U) for coordinates U at a
+    bound C = e^λ. Valid under strict complementarity (P differentiable at z); independent
+    of η (it cancels).
 
     Returns (hypergradient, v); v lets a solver warm-start its next solve.
     """
     f_theta, f_lam = outer_grads(problem, theta, lam, outer_batch)
     ops = InnerDerivatives(problem, theta, lam, inner_batch)
-    v = solve(ops, f_theta)
-    return f_lam - ops.mixed(v), v
+    if prox_step is None:
+        v = solve(ops, f_theta)
+        return f_lam - ops.mixed(v), v
+    z = (ops._theta - prox_step * ops.grad).detach().requires_grad_(True)
+    lam_ = ops._lam.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = problem.inner_prox(z, lam_, prox_step)
+        (diag,) = torch.autograd.grad(out, z, torch.ones_like(z), retain_graph=True)
+    restricted = FreeCoordinates(ops, diag > 0.5)
+    v = restricted.restrict(solve(restricted, restricted.restrict(f_theta)))
+    p = restricted.p
+    w = p * v / prox_step + (1 - p) * (f_theta - ops.hvp(v))
+    (p_lam,) = torch.autograd.grad(out, lam_, w, allow_unused=True)
+    return f_lam - restricted.mixed(v) + _zeros_if_none(p_lam, f_lam), v
+
+
+def prox_separable(problem: Problem | type[Problem]) -> bool:
+    """Whether the problem has a prox (:func:`has_inner_prox`) and declares it separable
+    (class attribute ``inner_prox_separable = True``: coordinate i of prox_{ηr}(z; λ) depends
+    on z_i and λ only, with ∂/∂z_i ∈ {0, 1} — a box, possibly with bounds depending on λ, or a
+    soft-threshold): the declaration that the implicit entries may use the proximal
+    fixed-point optimality condition of :func:`implicit_hypergradient`."""
+    cls = problem if isinstance(problem, type) else type(problem)
+    return has_inner_prox(cls) and bool(getattr(cls, "inner_prox_separable", False))
+
+
+class FreeCoordinates:
+    """:class:`InnerDerivatives` restricted to the free coordinates F (mask P = diag(free)):
+
+    ``hvp(v)`` = P H P v + (I − P) v  (H_FF on F, the identity off F: invertible, decoupled),
+    ``mixed(v)`` = J P v, ``grad`` = P ∇_θ g; the dense matrices likewise."""
+
+    def __init__(self, ops: InnerDerivatives, free: Tensor):
+        self.ops = ops
+        self.problem, self.batch, self.theta, self.lam = ops.problem, ops.batch, ops.theta, ops.lam
+        self.p = free.to(dtype=ops.theta.dtype)
+
+    def restrict(self, v: Tensor) -> Tensor:
+        return self.p * v
+
+    @property
+    def grad(self) -> Tensor:
+        return self.p * self.ops.grad
+
+    def hvp(self, v: Tensor) -> Tensor:
+        return self.p * self.ops.hvp(self.p * v) + (1 - self.p) * v
+
+    def mixed(self, v: Tensor) -> Tensor:
+        return self.ops.mixed(self.p * v)
+
+    def dense_hessian(self) -> Tensor:
+        h = self.ops.dense_hessian()
+        return self.p[:, None] * h * self.p[None, :] + torch.diag(1 - self.p)
+
+    def dense_mixed(self) -> Tensor:
+        return self.ops.dense_mixed() * self.p[None, :]
+
+
+# --------------------------------------------------------------------- inner solvers
+#: the update rules of the lower level (issue 21); ``bda`` needs ∇_θ f as well
+INNER_SOLVERS = ("gd", "momentum", "adam", "bda")
+
+
+def has_inner_prox(problem: Problem | type[Problem]) -> bool:
+    """Whether the problem (instance or class) overrides :meth:`Problem.inner_prox`: its lower
+    level is constrained or has a non-smooth part, and every inner step ends with its prox."""
+    cls = problem if isinstance(problem, type) else type(problem)
+    return getattr(cls, "inner_prox", None) is not getattr(Problem, "inner_prox", None)
+
+
+def inner_prox(problem: Problem, theta: Tensor, lam: Tensor, lr: float | Tensor) -> Tensor:
+    """prox_{η r}(θ) of the problem's non-smooth part (:meth:`Problem.inner_prox`), or θ itself
+    for a smooth, unconstrained lower level. Differentiable (clamp, soft-threshold) when the
+    problem writes it in torch operations, as its contract asks."""
+    if not has_inner_prox(problem):
+        return theta
+    out = problem.inner_prox(theta, lam, lr)
+    return theta if out is NotImplemented else out
+
+
+def _sqrt0(x: Tensor) -> Tensor:
+    """√x with derivative 0 where x = 0 (Adam's v̂ of a coordinate whose gradient is exactly 0:
+    √(c g²) = √c |g| is not differentiable at g = 0 and 0 is a subgradient; autograd's ∞ · 0
+    would give NaN)."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(),
+                       torch.zeros_like(x))
+
+
+@dataclass(frozen=True)
+class InnerSolver:
+    """One update rule of the lower level, with its state, in out-of-place differentiable
+    torch operations: the same code is the no-graph inner loop (:func:`inner_solve`), the
+    recorded graph of reverse mode (:func:`unroll`) and the map whose Jacobian-vector products
+    forward mode propagates (:func:`forward_unroll`), so every estimator differentiates the
+    update that actually ran. Step t = 0, 1, … from θ_0, step size η, g_t = ∇_θ g(θ_t, λ):
+
+    - ``gd``: θ_{t+1} = θ_t − η g_t;
+    - ``momentum`` (heavy ball, Polyak 1964): θ_{t+1} = θ_t − η g_t + β (θ_t − θ_{t−1}),
+      θ_{−1} = θ_0, β = ``momentum``; state (θ_{t−1},);
+    - ``adam`` (Kingma & Ba 2015, Alg. 1): m_{t+1} = β₁ m_t + (1 − β₁) g_t,
+      v_{t+1} = β₂ v_t + (1 − β₂) g_t², θ_{t+1} = θ_t − η m̂ / (√v̂ + ε) with the bias
+      corrections m̂ = m_{t+1}/(1 − β₁^{t+1}), v̂ = v_{t+1}/(1 − β₂^{t+1}); state (m_t, v_t),
+      m_0 = v_0 = 0;
+    - ``bda`` (Liu et al. 2020, Alg. 1, aggregation): θ_{t+1} = θ_t − [(1 − α_t) η g_t
+      + α_t s_u ∇_θ f(θ_t, λ)], α_t = α₀/(t + 1), s_u = ``upper_lr`` (None: η).
+
+    On a lower level with a non-smooth part r (:meth:`Problem.inner_prox`) each update is
+    followed by prox_{η r}: proximal gradient (gd, bda), projected heavy ball (momentum) and
+    projected Adam (adam: the Euclidean prox after the preconditioned step). The fixed points of
+    the first two are the constrained minimizers (θ = prox_{ηr}(θ − η ∇g)). Projected Adam's are
+    too when r is the indicator of a box (separable: coordinate i of m̂/(√v̂+ε) has the sign of
+    g_i, so θ_i stays fixed exactly where g_i = 0 or θ_i sits on the bound it pushes against);
+    for a regularizer (η‖θ‖₁) or a non-separable set (simplex) it is not the proximal step of
+    Adam's metric and its fixed point differs: use gd or momentum there.
+
+    The solver's state starts fresh at each inner solve (at θ_0 of that outer step); ``start``
+    offsets t (the truncated estimator resumes an inner solve after its no-graph steps).
+    """
+
+    name: str = "gd"
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    alpha0: float = 0.5
+    upper_lr: float | None = None
+    #: BDA's α_t given step by step (None: α₀/(t + 1))
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in INNER_SOLVERS:
+            raise ValueError(f"unknown inner solver {self.name!r} (one of {INNER_SOLVERS})")
+
+    @property
+    def needs_outer(self) -> bool:
+        """Whether a step reads ∇_θ f (BDA's aggregation)."""
+        return self.name == "bda" and (any(self.weights) if self.weights is not None
+                                       else self.alpha0 != 0.0)
+
+    def init(self, theta: Tensor) -> tuple[Tensor, ...]:
+        """The solver's state at θ_0."""
+        if self.name == "momentum":
+            return (theta,)
+        if self.name == "adam":
+            return (torch.zeros_like(theta), torch.zeros_like(theta))
+        return ()
+
+    def weight(self, t: int) -> float:
+        """BDA's aggregation weight α_t: ``weights[t]`` when given, else α₀/(t + 1)."""
+        return self.weights[t] if self.weights is not None else self.alpha0 / (t + 1)
+
+    def step(self, theta: Tensor, state: tuple[Tensor, ...], g: Tensor, lr: float | Tensor,
+             t: int, f_grad: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """(θ_{t+1} before the prox, the new state) from θ_t, the state and g_t."""
+        if self.name == "momentum":
+            (previous,) = state
+            return theta - lr * g + self.momentum * (theta - previous), (theta,)
+        if self.name == "adam":
+            b1, b2 = self.betas
+            m, v = state
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            m_hat, v_hat = m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1))
+            return theta - lr * m_hat / (_sqrt0(v_hat) + self.eps), (m, v)
+        if self.name == "bda":
+            alpha = self.weight(t)
+            step = ((1.0 - alpha) * lr) * g
+            if f_grad is not None and alpha != 0.0:
+                upper = lr if self.upper_lr is None else self.upper_lr
+                step = step + (alpha * upper) * f_grad
+            return theta - step, state
+        if isinstance(lr, float):
+            return torch.add(theta, g, alpha=-lr), state
+        return theta - lr * g, state
+
+
+GD = InnerSolver()
+
+
+def _solver(solver: InnerSolver | str | None) -> InnerSolver:
+    if solver is None:
+        return GD
+    return InnerSolver(solver) if isinstance(solver, str) else solver
+
+
+def _outer_theta_grad(problem: Problem, theta: Tensor, lam: Tensor, batch: Batch,
+                      create_graph: bool) -> Tensor:
+    """∇_θ f at θ: detached (no graph) or with its graph (``create_graph``), counted."""
+    if not create_graph:
+        return outer_grads(problem, theta, lam, batch)[0]
+    oracle_counts["grad_outer"] += 1
+    (fg,) = torch.autograd.grad(problem.outer_loss(theta, lam, batch), theta,
+                                create_graph=True, allow_unused=True)
+    return _zeros_if_none(fg, theta)
+
+
+def inner_solve(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+                solver: InnerSolver | str | None = None,
+                sample: Callable[[], Batch] | None = None,
+                sample_outer: Callable[[], Batch] | None = None,
+                state: tuple[Tensor, ...] | None = None, start: int = 0,
+                return_state: bool = False
+                ) -> Tensor | tuple[Tensor, tuple[Tensor, ...]]:
+    """``steps`` steps of ``solver`` (:class:`InnerSolver`, default gd) on g(·, λ), each followed
+    by the problem's prox (:func:`inner_prox`), no graph kept. ``state`` (None: fresh at θ) and
+    ``start`` resume a solve; ``return_state`` also returns the solver's state at the end."""
+    solver = _solver(solver)
+    if solver.name == "gd" and state is None and not return_state:
+        return gradient_descent(problem, theta, lam, steps, lr, sample=sample)
+    theta, lam = theta.detach(), lam.detach()
+    state = solver.init(theta) if state is None else tuple(s.detach() for s in state)
+    for t in range(start, start + steps):
+        g = inner_grad(problem, theta, lam, sample() if sample is not None else None)
+        f_grad = None
+        if solver.needs_outer and solver.weight(t) != 0.0:
+            f_grad = _outer_theta_grad(problem, theta, lam,
+                                       sample_outer() if sample_outer is not None else None,
+                                       create_graph=False)
+        theta, state = solver.step(theta, state, g, lr, t, f_grad)
+        theta = inner_prox(problem, theta, lam, lr)
+    return (theta, state) if return_state else theta
 
 
 # --------------------------------------------------------------------- inner loops
 def gradient_descent(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
                      sample: Callable[[], Batch] | None = None) -> Tensor:
-    """``steps`` plain gradient steps θ ← θ − lr ∇_θ g(θ, λ), no graph kept."""
+    """``steps`` plain gradient steps θ ← θ − lr ∇_θ g(θ, λ), no graph kept; on a problem with
+    :meth:`~Problem.inner_prox`, proximal gradient steps θ ← prox_{lr·r}(θ − lr ∇_θ g)."""
     theta = theta.detach()
+    prox = has_inner_prox(problem)
     for _ in range(steps):
         batch = sample() if sample is not None else None
         g = inner_grad(problem, theta, lam, batch)
         theta = torch.add(theta, g, alpha=-lr) if isinstance(lr, float) else theta - lr * g
+        if prox:
+            theta = inner_prox(problem, theta, lam.detach(), lr)
     return theta
 
 
 def unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
-           sample: Callable[[], Batch] | None = None) -> Tensor:
-    """θ_T of T gradient steps, differentiable w.r.t. λ (and θ₀ when it is a function of λ).
+           sample: Callable[[], Batch] | None = None,
+           solver: InnerSolver | str | None = None, state: tuple[Tensor, ...] | None = None,
+           start: int = 0, sample_outer: Callable[[], Batch] | None = None) -> Tensor:
+    """θ_T of T steps of ``solver`` (:class:`InnerSolver`, default gd; each step followed by the
+    problem's prox), differentiable w.r.t. λ (and θ₀ when it is a function of λ).
 
     Reverse-mode differentiation of f(θ_T(λ), λ) through this map is the RHG hypergradient
-    (Maclaurin et al. 2015; Franceschi et al. 2017, Alg. 1); its memory grows with T.
-    ``lam`` must require grad for the graph to reach it. When the problem has all three inner
-    oracles and ``lr`` is a number, the T steps are one :class:`_ReverseUnroll` node (plain
+    (Maclaurin et al. 2015; Franceschi et al. 2017, Alg. 1); its memory grows with T. With
+    heavy ball or Adam the graph holds the solver's update itself (velocity, moments and bias
+    corrections), so the derivative is that of the map that ran. ``lam`` must require grad
+    for the graph to reach it. ``state``/``start`` resume a solve (the state is then a
+    constant: truncation). When the solver is gd, the problem has all three inner oracles and
+    no prox and ``lr`` is a number, the T steps are one :class:`_ReverseUnroll` node (plain
     forward steps, the adjoint recursion on the way back); else a problem's
     ``inner_grad_oracle`` (a differentiable torch expression) or autograd's double-backward
     graph is recorded step by step.
     """
+    solver = _solver(solver)
     batches = [sample() if sample is not None else None for _ in range(steps)]
-    if isinstance(lr, float) and _REVERSE_ORACLES <= _oracles(problem):
+    if (solver.name == "gd" and isinstance(lr, float) and _REVERSE_ORACLES <= _oracles(problem)
+            and not has_inner_prox(problem)):
         oracle_counts["grad_inner"] += steps
         with torch.enable_grad():
             return _ReverseUnroll.apply(theta, lam, problem, lr, batches)
     with torch.enable_grad():
         if not theta.requires_grad:
             theta = theta.detach().requires_grad_(True)
+        state = solver.init(theta) if state is None else tuple(s.detach() for s in state)
         oracle = "inner_grad_oracle" in _oracles(problem)
-        for batch in batches:
+        for t, batch in enumerate(batches, start):
             oracle_counts["grad_inner"] += 1
             g = problem.inner_grad_oracle(theta, lam, batch) if oracle else NotImplemented
             if g is NotImplemented:
                 (g,) = torch.autograd.grad(problem.inner_loss(theta, lam, batch), theta,
                                            create_graph=True)
-            theta = torch.add(theta, g, alpha=-lr) if isinstance(lr, float) else theta - lr * g
+            f_grad = None
+            if solver.needs_outer and solver.weight(t) != 0.0:
+                f_grad = _outer_theta_grad(problem, theta, lam,
+                                           sample_outer() if sample_outer is not None else None,
+                                           create_graph=True)
+            theta, state = solver.step(theta, state, g, lr, t, f_grad)
+            theta = inner_prox(problem, theta, lam, lr)
     return theta
 
 
@@ -512,10 +766,13 @@ def least_squares_gd(matvec: MatVec, b: Tensor, steps: int, lr: float,
 
 def forward_unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
                    tangent: Tensor | None = None, sample: Callable[[], Batch] | None = None,
-                   chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
-    """(θ_T, Z_T) of T gradient steps with the tangent Z_t = dθ_t/dλ carried forward.
+                   chunk_size: int | None = None, solver: InnerSolver | str | None = None,
+                   state: tuple[Tensor, ...] | None = None, start: int = 0,
+                   sample_outer: Callable[[], Batch] | None = None) -> tuple[Tensor, Tensor]:
+    """(θ_T, Z_T) of T inner steps with the tangent Z_t = dθ_t/dλ carried forward.
 
-    Forward-mode differentiation of the inner dynamics (Franceschi et al. 2017, Alg. 2, FHG):
+    Forward-mode differentiation of the inner dynamics (Franceschi et al. 2017, Alg. 2, FHG).
+    For gd on a smooth lower level:
 
         θ_{t+1} = θ_t − η ∇_θ g(θ_t, λ)
         Z_{t+1} = Z_t − η (H_t Z_t + J_tᵀ),    H_t = ∇²_θθ g(θ_t, λ),  J_tᵀ = ∇²_θλ g(θ_t, λ)
@@ -526,12 +783,23 @@ def forward_unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr:
     columns with ``torch.func.vmap`` (``chunk_size`` columns at a time; None = all at once).
     No Hessian is formed. Cost per step: one gradient + dim λ JVPs; memory O(dim θ · dim λ),
     independent of T.
+
+    Any other ``solver`` (:class:`InnerSolver`: heavy ball, Adam, BDA) or a problem with a prox:
+    the JVP is taken of the whole step (θ_t, s_t, λ) ↦ (θ_{t+1}, s_{t+1}) — gradient, solver
+    update, prox — so the tangents of the solver's state s (the previous iterate, Adam's
+    moments) are carried too: Z_t^s = ds_t/dλ, starting from the JVP of ``solver.init`` along
+    Z_0 (the previous iterate's tangent is Z_0, the moments' zero; zeros for a resumed
+    ``state``, a constant as in truncation).
     """
+    solver = _solver(solver)
     theta, lam = theta.detach(), lam.detach()
     n_lam = lam.numel()
     z = (torch.zeros(theta.numel(), n_lam, dtype=theta.dtype, device=theta.device)
          if tangent is None else tangent.detach().reshape(theta.numel(), n_lam))
     eye = torch.eye(n_lam, dtype=lam.dtype, device=lam.device)
+    if solver.name != "gd" or has_inner_prox(problem):
+        return _forward_unroll_solver(problem, theta, lam, steps, lr, z, eye, sample,
+                                      chunk_size, solver, state, start, sample_outer)
     for _ in range(steps):
         batch = sample() if sample is not None else None
 
@@ -550,6 +818,53 @@ def forward_unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr:
         g = inner_grad(problem, theta, lam, batch)
         z = z - lr * products.detach()
         theta = theta - lr * g
+    return theta, z
+
+
+def _forward_unroll_solver(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
+                           z: Tensor, eye: Tensor, sample: Callable[[], Batch] | None,
+                           chunk_size: int | None, solver: InnerSolver,
+                           state: tuple[Tensor, ...] | None, start: int,
+                           sample_outer: Callable[[], Batch] | None) -> tuple[Tensor, Tensor]:
+    """:func:`forward_unroll` for a solver with state, BDA's ∇_θ f term or a prox: tangents
+    of the whole step, the solver's state included."""
+    n_lam = lam.numel()
+    if state is None:  # init is linear in θ (θ itself or zeros): its tangent is init(Z_0)
+        state, z_state = solver.init(theta), solver.init(z)
+    else:
+        state = tuple(s.detach() for s in state)
+        z_state = tuple(torch.zeros(s.numel(), n_lam, dtype=s.dtype, device=s.device)
+                        for s in state)
+    for t in range(start, start + steps):
+        batch = sample() if sample is not None else None
+        outer = solver.needs_outer and solver.weight(t) != 0.0
+        outer_batch = sample_outer() if outer and sample_outer is not None else None
+
+        def full_step(th: Tensor, st: tuple[Tensor, ...], lam_: Tensor, t: int = t,
+                      batch: Batch = batch, outer_batch: Batch = outer_batch, outer: bool = outer
+                      ) -> tuple[Tensor, tuple[Tensor, ...]]:
+            g = torch.func.grad(lambda t_: problem.inner_loss(t_, lam_, batch))(th)
+            fg = (torch.func.grad(lambda t_: problem.outer_loss(t_, lam_, outer_batch))(th)
+                  if outer else None)
+            new, st = solver.step(th, st, g, lr, t, fg)
+            return inner_prox(problem, new, lam_, lr), st
+
+        def column(zt: Tensor, zs: tuple[Tensor, ...], e: Tensor, th: Tensor = theta,
+                   st: tuple[Tensor, ...] = state, full_step: Callable[..., tuple] = full_step
+                   ) -> tuple[Tensor, tuple[Tensor, ...]]:
+            return torch.func.jvp(full_step, (th, st, lam), (zt, zs, e))[1]
+
+        with torch.enable_grad():
+            z, z_state = torch.func.vmap(column, in_dims=(1, 1, 0), out_dims=1,
+                                         chunk_size=chunk_size)(z, z_state, eye)
+        oracle_counts["hvp"] += n_lam
+        oracle_counts["mixed"] += n_lam
+        g = inner_grad(problem, theta, lam, batch)
+        f_grad = (_outer_theta_grad(problem, theta, lam, outer_batch, create_graph=False)
+                  if outer else None)
+        theta, state = solver.step(theta, state, g, lr, t, f_grad)
+        theta = inner_prox(problem, theta, lam, lr)
+        z, z_state = z.detach(), tuple(zs.detach() for zs in z_state)
     return theta, z
 
 
@@ -578,26 +893,12 @@ def aggregated_unroll(problem: Problem, theta: Tensor, lam: Tensor, steps: int, 
 
         θ_{t+1} = θ_t − [(1 − α_t) s_l ∇_θ g(θ_t, λ) + α_t s_u ∇_θ f(θ_t, λ)]
 
-    with s_l = ``lr``, s_u = ``upper_lr`` and α_t = ``weights[t]``. A step with α_t = 0 is
-    exactly a step of :func:`unroll` (the f term is then not evaluated).
+    with s_l = ``lr``, s_u = ``upper_lr`` and α_t = ``weights[t]``: :func:`unroll` with the
+    ``bda`` :class:`InnerSolver`. A step with α_t = 0 is exactly a step of gd (the f term is
+    then not evaluated).
     """
     if len(weights) != steps:
         raise ValueError(f"aggregated_unroll: {len(weights)} weights for {steps} steps")
-    with torch.enable_grad():
-        if not theta.requires_grad:
-            theta = theta.detach().requires_grad_(True)
-        for alpha in weights:
-            batch = sample() if sample is not None else None
-            oracle_counts["grad_inner"] += 1
-            (g,) = torch.autograd.grad(problem.inner_loss(theta, lam, batch), theta,
-                                       create_graph=True)
-            step = ((1.0 - alpha) * lr) * g
-            if alpha != 0.0:
-                outer_batch = sample_outer() if sample_outer is not None else None
-                oracle_counts["grad_outer"] += 1
-                (fg,) = torch.autograd.grad(problem.outer_loss(theta, lam, outer_batch), theta,
-                                            create_graph=True, allow_unused=True)
-                if fg is not None:
-                    step = step + (alpha * upper_lr) * fg
-            theta = theta - step
-    return theta
+    solver = InnerSolver("bda", upper_lr=upper_lr, weights=tuple(float(w) for w in weights))
+    return unroll(problem, theta, lam, steps, lr, sample=sample, solver=solver,
+                  sample_outer=sample_outer)

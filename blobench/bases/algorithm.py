@@ -94,7 +94,17 @@ class Algorithm(ABC):
             return ("F(λ) is f after a fixed number of inner steps from θ₀ (no inner optimum "
                     "to solve for): only cold-start unrolled estimators apply (unrolled, "
                     "truncated, forward_mode with warm_start=false)")
+        if autodiff.has_inner_prox(problem):
+            reason = self.constrained_reason(problem)
+            if reason is not None:
+                return reason
         return self.applies_to(problem, params)
+
+    def constrained_reason(self, problem: type[Problem]) -> str | None:
+        """Why this entry does not run on a problem with a constrained / non-smooth lower level
+        (one that overrides :meth:`Problem.inner_prox`), or None (the default here: an entry
+        outside :class:`DoubleLoop` judges it in :meth:`applies_to`)."""
+        return None
 
     @abstractmethod
     def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
@@ -178,36 +188,48 @@ def init_dependence_reason(problem: type[Problem]) -> str | None:
 
 
 #: inner solvers of the implicit entries: their hypergradient uses the inner optimality
-#: condition ∇_θ g(θ*, λ) = 0, which does not depend on the solver that approaches θ*
+#: condition ∇_θ g(θ*, λ) = 0, which does not depend on the solver that approaches θ*. BDA's
+#: aggregation is not among them: its iterate satisfies ∇_θ g = 0 only as α_t → 0 (bias
+#: ≈ α₀/T, check_knob of ``bda``), so under the IFT it is a slower gd on a unique lower level,
+#: and on a non-singleton one the IFT does not describe the solution it selects.
 INNER_SOLVERS = ("gd", "momentum", "adam")
+
+#: inner solvers of the estimators that differentiate the T-step map itself (unrolled,
+#: truncated, forward mode): the derivative is that of the solver's actual update
+#: (:class:`blobench.autodiff.InnerSolver`), so every solver is consistent with its own F_T
+UNROLLED_INNER_SOLVERS = autodiff.INNER_SOLVERS
+
+
+def inner_solver_param(choices: tuple[str, ...] = INNER_SOLVERS) -> dict[str, Param]:
+    """The ``inner_solver`` hyperparameter (and, when ``bda`` is a choice, BDA's α₀ and s_u)."""
+    params = {"inner_solver": Param(
+        str, "gd", "update rule of the T inner steps: gd, heavy-ball momentum (β = 0.9), adam "
+        "(0.9, 0.999, 1e-8)" + (", bda (aggregation with ∇_θ f, α_t = α₀/(t+1))"
+                                 if "bda" in choices else ""), choices=choices)}
+    if "bda" in choices:
+        params.update(BDA_PARAMS)
+    return params
+
+
+#: BDA's aggregation (Liu et al. 2020, Alg. 1): α_t = α₀/(t + 1), s_u
+BDA_PARAMS: dict[str, Param] = {
+    "alpha0": Param(float, 0.5, "α₀ of BDA's aggregation weights α_t = α₀/(t+1) "
+                    "(inner_solver=bda)", low=0.0, high=1.0),
+    "upper_lr": Param(float, None, "BDA's s_u, step on ∇_θ f; None = the inner step size s_l",
+                      optional=True, **POSITIVE),
+}
 
 
 def inner_solve(problem: Problem, theta: Tensor, lam: Tensor, steps: int, lr: float,
                 solver: str = "gd", sample: Callable[[], Any] | None = None,
                 momentum: float = 0.9) -> Tensor:
-    """``steps`` steps of ``solver`` on g(·, λ) from θ at step size η = ``lr``, no graph kept;
-    the solver's state (previous iterate, moments) starts fresh at every call.
-
-    - ``gd``: θ ← θ − η ∇g (:func:`autodiff.gradient_descent`);
-    - ``momentum``: heavy ball (Polyak 1964), θ_{t+1} = θ_t − η ∇g(θ_t) + β (θ_t − θ_{t−1}),
-      β = ``momentum``;
-    - ``adam``: Kingma & Ba 2015, Alg. 1 with β₁ = 0.9, β₂ = 0.999, ε = 1e-8 (bias-corrected
-      moments), θ ← θ − η m̂ / (√v̂ + ε).
-    """
-    if solver == "gd":
-        return autodiff.gradient_descent(problem, theta, lam, steps, lr, sample=sample)
-    theta = theta.detach()
-    previous, m, v = theta, torch.zeros_like(theta), torch.zeros_like(theta)
-    for t in range(1, steps + 1):
-        g = autodiff.inner_grad(problem, theta, lam, sample() if sample is not None else None)
-        if solver == "momentum":
-            theta, previous = theta - lr * g + momentum * (theta - previous), theta
-        else:
-            m = 0.9 * m + 0.1 * g
-            v = 0.999 * v + 0.001 * g * g
-            m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
-            theta = theta - lr * m_hat / (v_hat.sqrt() + 1e-8)
-    return theta
+    """``steps`` steps of ``solver`` on g(·, λ) from θ at step size η = ``lr``, no graph kept,
+    each followed by the problem's prox (:meth:`Problem.inner_prox`, when it has one); the
+    solver's state (previous iterate, moments) starts fresh at every call. The update rules are
+    :class:`blobench.autodiff.InnerSolver`'s (gd; heavy ball, Polyak 1964; Adam, Kingma & Ba
+    2015, Alg. 1 with β₁ = 0.9, β₂ = 0.999, ε = 1e-8)."""
+    return autodiff.inner_solve(problem, theta, lam, steps, lr,
+                                autodiff.InnerSolver(solver, momentum=momentum), sample=sample)
 
 
 class DoubleLoop(Algorithm):
@@ -218,6 +240,20 @@ class DoubleLoop(Algorithm):
     """
 
     params = DOUBLE_LOOP_PARAMS
+
+    #: True for entries whose hypergradient is that of the proximal inner steps (the unrolled
+    #: estimators): the inner solvers apply :meth:`Problem.inner_prox` at every step, but an
+    #: estimator built on ∇_θ g = 0 or on the unconstrained dynamics would still be wrong
+    handles_inner_prox: ClassVar[bool] = False
+
+    def constrained_reason(self, problem: type[Problem]) -> str | None:
+        """A double-loop entry runs on a constrained lower level only if it declares
+        :attr:`handles_inner_prox` (implicit entries: see :class:`ImplicitDoubleLoop`)."""
+        if self.handles_inner_prox:
+            return None
+        return (f"{self.name}'s hypergradient ignores the lower level's constraint / "
+                "non-smooth part (Problem.inner_prox); the unrolled estimators (unrolled, "
+                "truncated, forward_mode, bda) differentiate the proximal steps")
 
     def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
              ) -> State:
@@ -252,9 +288,17 @@ class DoubleLoop(Algorithm):
         """
         gen = state.extra["generator"]
         sample = (lambda: problem.sample_inner_batch(gen)) if stochastic else None
-        return inner_solve(problem, self.start_theta(problem, state, lam), lam,
-                           self.inner_steps, self.inner_lr_at(problem, lam),
-                           self.config.get("inner_solver", "gd"), sample=sample)
+        return autodiff.inner_solve(problem, self.start_theta(problem, state, lam), lam,
+                                    self.inner_steps, self.inner_lr_at(problem, lam),
+                                    self.inner_solver_spec(), sample=sample)
+
+    def inner_solver_spec(self) -> autodiff.InnerSolver:
+        """The update rule of the inner steps: the ``inner_solver`` hyperparameter (gd when the
+        entry has none), with BDA's α₀ and s_u when it has them."""
+        config = self.config
+        return autodiff.InnerSolver(config.get("inner_solver", "gd"),
+                                    alpha0=config.get("alpha0", 0.5),
+                                    upper_lr=config.get("upper_lr"))
 
     def step(self, problem: Problem, state: State) -> State:
         theta, hypergrad = self.hypergradient(problem, state)
@@ -279,12 +323,24 @@ class ImplicitDoubleLoop(DoubleLoop):
                                     "momentum 0.9, adam); the IFT needs only ∇_θ g = 0",
                                     choices=INNER_SOLVERS)}
 
+    def constrained_reason(self, problem: type[Problem]) -> str | None:
+        """On a constrained / non-smooth lower level the IFT of ∇_θ g = 0 is wrong; the
+        proximal fixed-point condition replaces it when the problem declares its prox
+        separable (``inner_prox_separable``, :func:`blobench.autodiff.implicit_hypergradient`)."""
+        if autodiff.prox_separable(problem):
+            return None
+        return ("the implicit function theorem of ∇_θ g = 0 does not hold on this constrained "
+                "lower level (Problem.inner_prox) and the problem does not declare "
+                "inner_prox_separable (for the proximal fixed-point condition)")
+
     def hypergradient(self, problem: Problem, state: State) -> tuple[Tensor, Tensor]:
         lam = state.lam.detach()
         theta = self.solve_inner(problem, state, lam)
         previous = state.extra.get("linear_solution")
         hypergrad, v = autodiff.implicit_hypergradient(
-            problem, theta, lam, lambda ops, b: self.solve(problem, ops, b, previous))
+            problem, theta, lam, lambda ops, b: self.solve(problem, ops, b, previous),
+            prox_step=(self.inner_lr_at(problem, lam) if autodiff.prox_separable(problem)
+                       else None))
         state.extra["linear_solution"] = v.detach()
         return theta, hypergrad
 
