@@ -8,12 +8,14 @@ region, tracks the algorithm's peak memory, and returns one JSON-able record wit
 config, code version, trace, final metrics and status (ok / diverged / error).
 Evaluation costs little beside the solver (issue 15): the ground truth is memoized by λ
 within the cell (:class:`blobench.execution.metrics.GroundTruth`), the reference λ's of
-hypergradient
-quality are the problem instance's, computed once
+hypergradient quality are the problem instance's, computed once
 (:func:`blobench.execution.metrics.shared_references`).
 The live-tensor peak of one step (``peak_tensor_mib``) is the maximum over the states of the
 expensive evaluations (a step's live tensors can depend on the state: replaying only the last
-state's changed penalty_synthetic's figure).
+state's changed penalty_synthetic's figure): always at the first and the final one, and at the
+ones between while the replays have cost at most :data:`PROBE_SHARE` of the solver time so
+far — a replay runs under a dispatch mode that sees every op, 5–30× a plain step on small
+problems, which made the probe alone 14–60 % of solver time (issue 15).
 """
 
 from __future__ import annotations
@@ -189,6 +191,9 @@ def cell_version(registry: Registry, cell: Cell) -> str:
 HEARTBEAT = 1.0
 #: the growth rule of divergence: see :class:`Growth`
 GROWTH = 1e6
+#: replays of a step for its live-tensor peak at intermediate expensive evaluations stop once
+#: they have cost this share of the solver time (the first and final ones always run)
+PROBE_SHARE = 0.1
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
@@ -279,6 +284,7 @@ def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], 
     memory = PeakMemory(device)
     solver_seconds, steps_done = 0.0, 0
     tensor_peak: float | None = None  # MiB of live tensors in one step (replayed, untimed)
+    probe_seconds = 0.0  # wall time of those replays
     quality: dict[str, float] = {}  # hypergradient quality at the reference λ's (final only)
     try:
         problem = registry.problem(cell.problem)(size=cell.size, seed=cell.seed, device=device,
@@ -308,12 +314,15 @@ def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], 
             with truth.active():
                 row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive,
                                           retrainer=retrainer))
-            if expensive:
-                nonlocal tensor_peak
+            nonlocal tensor_peak, probe_seconds
+            if expensive and (final or tensor_peak is None
+                              or probe_seconds <= PROBE_SHARE * solver_seconds):
+                t_probe = time.perf_counter()
                 try:
                     peak = step_tensor_peak(algorithm, problem, state)
                 except Exception:  # the real step will report the failure
                     peak = None
+                probe_seconds += time.perf_counter() - t_probe
                 if peak is not None:
                     tensor_peak = peak if tensor_peak is None else max(tensor_peak, peak)
             trace.append(row)

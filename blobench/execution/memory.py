@@ -39,7 +39,6 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -186,6 +185,9 @@ class LiveTensorBytes(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.live: dict[int, list[int]] = {}  # data_ptr -> [bytes, tensors alive]
+        #: one weak reference per tracked tensor until it dies, by id (a weak reference to a
+        #: tensor hashes and compares through the tensor, which is ambiguous)
+        self._refs: dict[int, weakref.ref] = {}
         self.current = 0
         self.peak = 0
 
@@ -214,22 +216,48 @@ class LiveTensorBytes(TorchDispatchMode):
             self.current += entry[0]
             self.peak = max(self.peak, self.current)
         entry[1] += 1
-        weakref.finalize(tensor, self._release, ptr)
+        # a weak reference with a callback (kept alive in a dict) costs a fraction of a
+        # weakref.finalize, which registers itself in a global atexit-aware registry
+        ref = weakref.ref(tensor, lambda ref, ptr=ptr: self._dropped(ref, ptr))
+        self._refs[id(ref)] = ref
+
+    def _dropped(self, ref: weakref.ref, ptr: int) -> None:
+        self._refs.pop(id(ref), None)
+        self._release(ptr)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
                            ) -> Any:
         out = func(*args, **(kwargs or {}))
         inputs = set()
-        for t in tree_flatten((args, kwargs))[0]:
-            if isinstance(t, torch.Tensor):
-                try:
-                    inputs.add(t.untyped_storage().data_ptr())
-                except (RuntimeError, NotImplementedError):
-                    pass
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                self._track(t, inputs)
+        for t in _tensors((args, kwargs)):
+            try:
+                inputs.add(t.untyped_storage().data_ptr())
+            except (RuntimeError, NotImplementedError):
+                pass
+        for t in _tensors(out):
+            self._track(t, inputs)
         return out
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """The tensors in an op's arguments or outputs (nested tuples, lists, dicts).
+
+    A direct walk of the containers aten ops use: :func:`torch.utils._pytree.tree_flatten`
+    handles every registered container type and cost half of the probe's time (issue 15)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if not isinstance(obj, (tuple, list, dict)):
+        return []
+    found: list[torch.Tensor] = []
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        for x in item.values() if isinstance(item, dict) else item:
+            if isinstance(x, torch.Tensor):
+                found.append(x)
+            elif isinstance(x, (tuple, list, dict)):
+                stack.append(x)
+    return found
 
 
 def step_tensor_peak(algorithm: Any, problem: Any, state: Any) -> float:
