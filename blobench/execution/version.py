@@ -20,10 +20,10 @@ ENGINE_DIR = Path(__file__).resolve().parents[1]
 #: modules of the execution layer; left out of the hash so editing a report does not rerun
 #: every cached cell. Any other file — including a new one — is hashed: the safe default.
 NOT_RESULT_AFFECTING = frozenset({
-    "__main__.py", "cli.py", "execution/_forkserver_preload.py", "execution/runner.py",
+    "__main__.py", "execution/_forkserver_preload.py", "execution/runner.py",
     "execution/store.py",
 })
-NOT_RESULT_AFFECTING_LAYERS = frozenset({"reporting", "workflows"})
+NOT_RESULT_AFFECTING_LAYERS = frozenset({"cli", "reporting", "workflows"})
 
 
 def _result_affecting(rel: Path) -> bool:
