@@ -18,7 +18,6 @@ per member of a family, and lists the legend in rank order (:class:`FigureStyle`
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,12 +131,27 @@ def band_over_seeds(traces: pd.DataFrame, metric: str, x: str = "seconds"
             vals[(idx < 0) | ~(np.abs(vals) < HUGE)] = np.nan
             curves.append(vals)
         arr = np.vstack(curves)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[label] = pd.DataFrame({
-                x: grid, "median": np.nanmedian(arr, 0),
-                "low": np.nanquantile(arr, 0.2, 0), "high": np.nanquantile(arr, 0.8, 0)})
+        out[label] = pd.DataFrame({x: grid, "median": nanquantile_columns(arr, 0.5),
+                                   "low": nanquantile_columns(arr, 0.2),
+                                   "high": nanquantile_columns(arr, 0.8)})
     return out
+
+
+def nanquantile_columns(arr: np.ndarray, q: float) -> np.ndarray:
+    """The ``q`` quantile of each column of ``arr`` ignoring NaN (NaN where a column has no
+    value), linear interpolation between order statistics — ``np.nanquantile(arr, q, 0)``
+    vectorized: numpy's loops over the columns in Python (≈ 8 CPU-s per site page of 30
+    configurations, most of the site's cost)."""
+    ordered = np.sort(arr, axis=0)  # NaN last
+    n = np.sum(~np.isnan(arr), axis=0)
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    cols = np.arange(arr.shape[1])
+    low, high = ordered[lo, cols], ordered[hi, cols]
+    with np.errstate(invalid="ignore"):
+        values = low + (pos - lo) * (high - low)
+    return np.where(n > 0, values, np.nan)
 
 
 def metric_vs_time(traces: pd.DataFrame, metric: str, ylabel: str, path: Path,

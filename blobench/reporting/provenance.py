@@ -64,4 +64,4 @@ def stale_settings(registry: Registry, records: list[dict[str, Any]]
         files = stale_tuned_files(registry, rec)
         if files:
             out.append({"key": key, "label": rec["label"], "files": files})
-    return out
+    return sorted(out, key=lambda s: s["key"])

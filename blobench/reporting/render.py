@@ -1,8 +1,12 @@
-"""The pages' prose lives in jinja2 templates (``blobench/reporting/templates/*.md.j2``,
-shipped as package data); this renders them.
+"""The pages' prose lives in jinja2 templates (``blobench/reporting/templates/``, shipped as
+package data: ``*.md.j2`` for the Markdown pages, ``*.html.j2`` with ``site.css`` and
+``site_*.js`` for the HTML site); this renders them.
 
-Markdown output: no HTML escaping; ``trim_blocks``/``lstrip_blocks`` so block tags take no
-lines of their own; an undefined name is an error (a template and its caller cannot drift
+Markdown templates: no escaping; HTML templates (``*.html.j2``): every value is
+HTML-escaped unless marked safe (``markupsafe.Markup``: tables built and escaped by the
+site), and the ``md_inline`` filter turns the bold and code marks of a Markdown line into
+HTML. Both: ``trim_blocks``/``lstrip_blocks`` so block tags take no lines of their own; an
+undefined name is an error (a template and its caller cannot drift
 apart silently). Prose paragraphs may be wrapped over several template lines: Markdown
 joins them (and :func:`paragraphs` does for the HTML site).
 """
@@ -21,9 +25,25 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 def _environment() -> Any:
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                              undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                            default_for_string=False, default=False),
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined)
+    env.filters["md_inline"] = md_inline
+    return env
+
+
+def md_inline(text: str) -> Any:
+    """A Markdown line as safe HTML: escaped, with its ``**bold**`` and ```code``` marks."""
+    import html
+
+    from markupsafe import Markup
+
+    text = html.escape(str(text))
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return Markup(re.sub(r"`(.+?)`", r"<code>\1</code>", text))
 
 
 def render(template: str, **context: Any) -> str:
