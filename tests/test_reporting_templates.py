@@ -15,8 +15,8 @@ from blobench.reporting.render import TEMPLATES, md_inline, paragraphs, render
 def test_templates_ship_with_the_package():
     names = {p.name for p in TEMPLATES.iterdir()}
     assert {"page.md.j2", "rules.md.j2", "budget.md.j2", "index.md.j2", "compare.md.j2",
-            "site_base.html.j2", "site_page.html.j2", "site_index.html.j2", "site.css",
-            "site_sort.js", "site_plot.js"} <= names
+            "site_base.html.j2", "site_page.html.j2", "site_index.html.j2", "site.css.j2",
+            "site_sort.js.j2", "site_plot.js.j2"} <= names
 
 
 def test_paragraphs_join_wrapped_lines_and_split_items():

@@ -1,6 +1,7 @@
 """The pages' prose lives in jinja2 templates (``blobench/reporting/templates/``, shipped as
-package data: ``*.md.j2`` for the Markdown pages, ``*.html.j2`` with ``site.css`` and
-``site_*.js`` for the HTML site); this renders them.
+package data: ``*.md.j2`` for the Markdown pages, ``*.html.j2`` with ``site.css.j2`` and
+``site_*.js.j2`` for the HTML site; every file ends in ``.j2`` so one package-data glob
+ships them); this renders them.
 
 Markdown templates: no escaping; HTML templates (``*.html.j2``): every value is
 HTML-escaped unless marked safe (``markupsafe.Markup``: tables built and escaped by the

@@ -19,8 +19,8 @@ value). A hook writes any script error into ``<pre id="errors">`` so a headless 
 can read it from the DOM; ``<body data-rendered="1">`` marks a page whose plots were drawn.
 
 The pages' layout and prose, the style sheet and the scripts are templates
-(``blobench/reporting/templates/site_*.html.j2``, ``site.css``, ``site_sort.js``,
-``site_plot.js``; :mod:`blobench.reporting.render`, HTML-escaped); this module computes what
+(``blobench/reporting/templates/site_*.html.j2``, ``site.css.j2``, ``site_sort.js.j2``,
+``site_plot.js.j2``; :mod:`blobench.reporting.render`, HTML-escaped); this module computes what
 they show: the tables (escaped here) and the curves.
 """
 
