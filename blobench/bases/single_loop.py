@@ -25,6 +25,7 @@ the 1-D integer tensor ``idx`` (likewise for f); ``batch=None`` is the full sum.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch
 
 from blobench.autodiff import InnerDerivatives, _oracles, oracle_counts, outer_grads
 from blobench.bases.algorithm import Algorithm, State, outer_update
-from blobench.contracts.errors import DataMissing
+from blobench.contracts.errors import DataMissing, UserError
 from blobench.contracts.problem import Batch, Problem
 
 Tensor = torch.Tensor
@@ -73,6 +74,26 @@ def outer_batch(problem: Problem, state: State) -> Batch:
 def decayed(base: float, k: int, power: float) -> float:
     """base / (k + 1)^power: the polynomially decaying step sizes of the stochastic analyses."""
     return base / (k + 1) ** power
+
+
+def grown_batch(problem: Problem, state: State, level: str, growth: float) -> Batch:
+    """The problem's ``level`` ("inner"/"outer") mini-batch at outer step k = ``state.extra["k"]``
+    grown ``growth``^k times: ⌈growth^k⌉ consecutive draws of its sampler concatenated (epochs
+    without replacement: distinct samples), None (the full sum) once that reaches its
+    ``n_<level>_samples``. Growing batches (Friedlander & Schmidt 2012) make the oracle noise
+    vanish, so a method analysed with exact gradients converges under mini-batches."""
+    draw = inner_batch if level == "inner" else outer_batch
+    first = draw(problem, state)
+    if growth == 1.0 or first is None:
+        return first
+    copies = math.ceil(math.exp(min(state.extra["k"] * math.log(growth), 30.0)) - 1e-9)
+    if not (isinstance(first, torch.Tensor) and first.dim() == 1 and not first.is_floating_point()
+            and hasattr(problem, f"n_{level}_samples")):
+        raise UserError(f"batch_growth={growth} needs a finite-sum problem whose samplers return "
+                        f"index tensors; {problem.name}'s {level} batch is not one")
+    if copies * len(first) >= getattr(problem, f"n_{level}_samples"):
+        return None
+    return torch.cat([first] + [draw(problem, state) for _ in range(copies - 1)])
 
 
 #: Default outer step of the single-loop entries, as a fraction of ``problem.outer_step_size()``
