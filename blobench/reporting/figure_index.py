@@ -20,7 +20,8 @@ def page_figures(stem: str, out: Path, traces: pd.DataFrame, final: pd.DataFrame
                  table: pd.DataFrame, ranking: Ranking, title: str) -> list[tuple[str, Path]]:
     """Draw the page's figures into ``out`` (``<stem>-<kind>.png``); returns (title, path) of
     those drawn: F(λ) (or the own outer loss) and the ranked metric vs solver time, memory vs
-    unroll length, the accuracy / time Pareto front, F(λ) vs oracle calls, implicit bias.
+    unroll length, the accuracy / time Pareto front, F(λ) vs oracle calls, implicit bias;
+    the curves of F(λ) show the time-to-target level (``final["target"]``).
     Styles and legend follow the page's rank order (``table``)."""
     figs: list[tuple[str, Path | None]] = []
     ok_traces = traces[traces["status"] == "ok"] if not traces.empty else traces
@@ -29,9 +30,13 @@ def page_figures(stem: str, out: Path, traces: pd.DataFrame, final: pd.DataFrame
     style = plots.FigureStyle(order, families, title)
     name = target_name(ranking)
     curves = not ok_traces.empty and ranking.target in ok_traces
+    # the time-to-target level (median over seeds where seeds draw different instances)
+    levels = pd.to_numeric(final["target"], errors="coerce").dropna() \
+        if "target" in final else pd.Series(dtype=float)
+    level = float(levels.median()) if len(levels) else None
     if curves:
         figs.append((f"{name} vs solver time", plots.metric_vs_time(
-            ok_traces, ranking.target, name, out / f"{stem}-outer_loss.png", style)))
+            ok_traces, ranking.target, name, out / f"{stem}-outer_loss.png", style, level)))
         if ranking.column in ok_traces and ranking.column != ranking.target:
             figs.append((f"{ranking.header()} vs solver time", plots.metric_vs_time(
                 ok_traces, ranking.column, ranking.header(), out / f"{stem}-primary.png",
@@ -45,7 +50,7 @@ def page_figures(stem: str, out: Path, traces: pd.DataFrame, final: pd.DataFrame
                               out / f"{stem}-pareto.png", style)))
     if curves:
         figs.append((f"{name} vs oracle calls", plots.metric_vs_calls(
-            ok_traces, ranking.target, name, out / f"{stem}-calls.png", style)))
+            ok_traces, ranking.target, name, out / f"{stem}-calls.png", style, level)))
     if not ok_traces.empty:
         figs.append(("Implicit bias", plots.implicit_bias(ok_traces, ok_final,
                                                           out / f"{stem}-bias.png", style)))

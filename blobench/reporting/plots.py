@@ -155,31 +155,36 @@ def nanquantile_columns(arr: np.ndarray, q: float) -> np.ndarray:
 
 
 def metric_vs_time(traces: pd.DataFrame, metric: str, ylabel: str, path: Path,
-                   style: FigureStyle) -> Path | None:
-    return _band_plot(traces, metric, ylabel, path, "seconds", "solver time (s)", style)
+                   style: FigureStyle, target: float | None = None) -> Path | None:
+    """``metric`` against solver time; ``target``: the time-to-target level, drawn."""
+    return _band_plot(traces, metric, ylabel, path, "seconds", "solver time (s)", style,
+                      target)
 
 
 def metric_vs_calls(traces: pd.DataFrame, metric: str, ylabel: str, path: Path,
-                    style: FigureStyle) -> Path | None:
+                    style: FigureStyle, target: float | None = None) -> Path | None:
     """``metric`` against cumulative oracle calls (``calls_total`` of the trace), so that
     machine speed does not decide the comparison alone."""
     if "calls_total" not in traces or not (traces["calls_total"] > 0).any():
         return None
     return _band_plot(traces, metric, ylabel, path, "calls_total",
-                      "oracle calls (gradients + Hessian- and Jacobian-vector products)", style)
+                      "oracle calls (gradients + Hessian- and Jacobian-vector products)", style,
+                      target)
 
 
 def _band_plot(traces: pd.DataFrame, metric: str, ylabel: str, path: Path, x: str,
-               xlabel: str, style: FigureStyle) -> Path | None:
+               xlabel: str, style: FigureStyle, target: float | None = None) -> Path | None:
     """``metric`` against the trace column ``x``: median over seeds with the 20–80 % band,
-    diverging runs left off the axes (named in the title)."""
+    diverging runs left off the axes (named in the title); the figure grows with the legend
+    (one line per configuration); ``target`` is drawn as a dotted horizontal line."""
     bands = band_over_seeds(traces, metric, x=x)
     if not bands:
         return None
     keep, off = _on_scale({k: float(np.nanmax(b["high"].to_numpy())) if b["high"].notna().any()
                            else np.nan for k, b in bands.items()})
     labels = style.sort(keep)
-    fig, ax = plt.subplots(figsize=(10 if len(labels) > 4 else 6.5, 4.4))
+    fig, ax = plt.subplots(figsize=(10 if len(labels) > 4 else 6.5,
+                                    max(4.4, 0.16 * len(labels) + 1.0)))
     allv = []
     values = traces[x].to_numpy(dtype=float)
     pos = values[values > 0]
@@ -193,6 +198,9 @@ def _band_plot(traces: pd.DataFrame, metric: str, ylabel: str, path: Path, x: st
         ax.fill_between(b[x], b["low"], b["high"], color=style.colors.get(label), alpha=0.15,
                         linewidth=0)
         allv.append(b[["median", "low", "high"]].to_numpy().ravel())
+    if target is not None and np.isfinite(target):
+        ax.axhline(target, color="black", linestyle=":", linewidth=1.0,
+                   label="target (time to target)")
     if allv:
         _log_if_wide(ax, np.concatenate(allv), bounded=_bounded(metric))
     if log_x:
