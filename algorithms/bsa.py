@@ -5,7 +5,9 @@ first stochastic bilevel method with a Neumann-type inverse estimate. Each outer
 
 1. t_k steps of SGD on g from the previous inner iterate (warm start, as in the paper):
    θ ← θ − β ∇_θ g(θ, λ; ζ_t), a fresh inner mini-batch per step;
-2. the hypergradient estimate of the paper's eq. (2.8)-(2.9), with p drawn uniformly from
+2. the hypergradient estimate of the paper's eq. (2.8)-(2.9) (equation numbers not checked
+   against the paper's text: ../shared/references.md has no entry for it and its text was not
+   reachable; the formula below is what is implemented), with p drawn uniformly from
    {0, …, Q−1} and independent batches ξ₀ … ξ_p:
 
        ∇̄f = ∇_λ f(θ, λ; ξ) − J(θ, λ; ξ₀) · (Q/L) Π_{i=1..p} (I − H(θ, λ; ξ_i)/L) ∇_θ f(θ, λ; ξ)

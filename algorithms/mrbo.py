@@ -7,7 +7,9 @@
     w_k = ∇̂Φ(θ_k, λ_k) + (1 − β_k)(w_{k−1} − ∇̂Φ(θ_{k−1}, λ_{k−1}))           (hypergradient)
     θ_{k+1} = θ_k − ρ_k u_k,   λ_{k+1} = λ_k − γ_k w_k
 
-where ∇̂Φ is the paper's eq. (3): ∇_λ f − J · η Σ_{q=0..Q} Π_{j≤q} (I − η H(B_j)) ∇_θ f, the
+where ∇̂Φ is the paper's eq. (3) (equation and theorem numbers here not checked against the
+paper's text: ../shared/references.md has no entry for it and the text was not reachable):
+∇_λ f − J · η Σ_{q=0..Q} Π_{j≤q} (I − η H(B_j)) ∇_θ f, the
 summed Q-term stochastic Neumann series, evaluated at both points on the same batches
 (:class:`blobench.bases.recursive.DoubleMomentum`, ``truncated = False``). Step sizes as in the
 paper's Theorem 1: η_k ∝ (k+1)^{-1/3} for both variables and momentum weights

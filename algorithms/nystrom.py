@@ -1,7 +1,9 @@
 """Nyström approximation of the inverse Hessian in the implicit hypergradient.
 
 Hataya & Yamada, "Nyström method for accurate and scalable implicit differentiation"
-(AISTATS 2023), §3 (eq. 7-9). With K a set of k column indices drawn uniformly without
+(AISTATS 2023), §3 (eq. 7-9: equation numbers not checked against the paper's text, which
+../shared/references.md does not cover and was not reachable; the formulas below are what is
+implemented). With K a set of k column indices drawn uniformly without
 replacement, the rank-k Nyström approximation of H = ∇²_θθ g is H ≈ H_{:,K} H_{K,K}⁺ H_{K,:};
 with damping ρ > 0 the Woodbury identity gives the inverse-Hessian-vector product without
 iterations:

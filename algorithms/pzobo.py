@@ -6,9 +6,11 @@ dF/dλ ≈ ∇_λ f + (∂θ_N/∂λ)ᵀ ∇_θ f, with the Jacobian ∂θ_N/∂
 Gaussian-smoothing (evolution-strategies) estimate built from Q extra inner solves:
 
     u_j ~ N(0, I_{dim λ}),  δ_j = (θ_N(λ + μ u_j) − θ_N(λ)) / μ,   j = 1 … Q
-    ∂θ_N/∂λ ≈ (1/Q) Σ_j δ_j u_jᵀ                           (the paper's eq. (5))
+    ∂θ_N/∂λ ≈ (1/Q) Σ_j δ_j u_jᵀ        (the paper's eq. (5); number not checked, see below)
     dF/dλ ≈ ∇_λ f(θ_N, λ) + (1/Q) Σ_j u_j ⟨δ_j, ∇_θ f(θ_N, λ)⟩
 
+(Equation number: not checked against the paper's text — ../shared/references.md has no entry
+for it and the text was not reachable; the estimator above is what is implemented.)
 Every θ_N(·) runs the same N gradient steps from the same start (the previous θ: warm start,
 or θ₀ when cold), so δ_j is a finite difference of one deterministic map; no second
 derivatives at all (first-order oracles only). As μ → 0, δ_j → (∂θ_N/∂λ) u_j, and the mean
