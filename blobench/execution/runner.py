@@ -18,33 +18,35 @@ Execution, one code path for every backend:
   (``__main__``) once, in the server (``"__main__"`` in the preload list), so a forked cell
   does not re-import it as ``__mp_main__`` (for the ``blobench`` console script that cost
   seconds per cell when the CLI imported the plotting stack; it now imports nothing heavy).
-- Progress (:class:`Progress`): a bar on a terminal, one line per finished cell otherwise,
-  with an ETA that weights each cell by its expected seconds (its earlier record, else the
-  mean of its problem's finished cells); cells with earlier timings run longest first.
+- Progress (:class:`~blobench.execution.progress.Progress`): a bar on a terminal, one line
+  per finished cell otherwise, with an ETA that weights each cell by its expected seconds
+  (its earlier record, else the mean of its problem's finished cells); cells with earlier
+  timings run longest first.
 
 ``isolate=False`` runs cells in this process instead (for debugging and profiling).
+
+Where things are: this module (what to run, the backends, the records written as they come
+back: :func:`run_cells`), :mod:`blobench.execution.isolation` (one cell in a child process and
+its supervisor), :mod:`blobench.execution.progress` (the bar / lines and the ETA).
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import os
-import signal
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from typing import Any, TextIO
+from typing import Any
 
 from blobench.contracts.errors import UserError
-from blobench.execution.harness import Cell, cell_version, new_record, run_cell
-from blobench.execution.lifeline import cell_lifeline
-from blobench.execution.registry import Registry, get_registry
+from blobench.execution.harness import Cell, cell_version, run_cell
+from blobench.execution.isolation import run_cell_isolated, start_server
+from blobench.execution.progress import Progress, order_cells, progress_mode, record_seconds
+from blobench.execution.registry import Registry
 from blobench.execution.store import ResultsStore
+
+__all__ = ["FAILED", "Progress", "Summary", "prior_seconds", "progress_mode", "run_cell_isolated",
+           "run_cells", "start_server"]
 
 FAILED = ("error", "diverged", "timeout", "crashed")
 
@@ -106,263 +108,6 @@ class Summary:
                          "run, reused (--retry-failed reruns them):")
             lines += [f"  {status} (cached): {msg}" for status, msg in self.cached_failures]
         return "\n".join(lines)
-
-
-# -------------------------------------------------------------------- progress
-def progress_mode(enabled: bool = True, verbose: bool = False,
-                  stream: TextIO | None = None) -> str:
-    """How to show progress: "bar" on a terminal, "lines" (one per finished cell) otherwise,
-    "both" with ``verbose`` on a terminal, "off" when disabled or ``TQDM_DISABLE`` is set."""
-    stream = stream or sys.stderr
-    if not enabled or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"):
-        return "off"
-    if not (hasattr(stream, "isatty") and stream.isatty()):
-        return "lines"
-    return "both" if verbose else "bar"
-
-
-def _clock(seconds: float) -> str:
-    h, rest = divmod(round(seconds), 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-def _record_seconds(record: dict[str, Any]) -> float:
-    """A record's wall seconds as its supervisor saw them (process start to record)."""
-    if record.get("cell_seconds") is not None:
-        return float(record["cell_seconds"])
-    return max(0.0, record.get("finished", 0.0) - record.get("started", 0.0))
-
-
-class Progress:
-    """Finished cells with an ETA that weights each cell by its expected seconds.
-
-    A cell's expected seconds: its ``prior`` (an earlier record of the same configuration),
-    else the mean of the finished or prior cells of its problem, else of all finished cells.
-    ETA = (expected seconds of the cells left − seconds the running ones already ran) /
-    cells at once. Shown as a tqdm bar ("bar"), one line per finished cell with its label and
-    status ("lines"; what logs and CI get: no carriage-return frames), both, or nothing.
-    """
-
-    def __init__(self, cells: list[Cell], prior: dict[str, float], n_jobs: int, mode: str,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.perf_counter):
-        self.cells = {c.config_id(): c for c in cells}
-        self.prior = prior
-        self.n_jobs = n_jobs
-        self.mode = mode
-        self.stream = stream or sys.stderr
-        self.done: dict[str, float] = {}
-        self.running: dict[str, float] = {}
-        self.clock = clock
-        self.t0 = clock()
-        self.color = mode in ("bar", "both") and "NO_COLOR" not in os.environ
-        self.bar = None
-        if mode in ("bar", "both"):
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=len(cells), desc="cells", unit="cell", file=self.stream,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-
-    def started(self, cell: Cell) -> None:
-        self.running[cell.config_id()] = self.clock()
-
-    def eta(self) -> float | None:
-        """Seconds left (None until something is known about the cells left).
-
-        A cell without an earlier record is expected to cost overall × (its problem's mean /
-        overall) × (its algorithm's mean / overall), the means over the known cells (a
-        factor is 1 until its problem or algorithm has one): cost ≈ problem × algorithm."""
-        groups: dict[tuple[str, str], list[float]] = {}
-        for cid, seconds in [*self.prior.items(), *self.done.items()]:
-            cell = self.cells.get(cid)
-            if cell is not None:
-                groups.setdefault(("p", cell.problem), []).append(seconds)
-                groups.setdefault(("a", cell.algorithm), []).append(seconds)
-        known = [*self.done.values(), *self.prior.values()]
-        if not known:
-            return None
-        overall = sum(known) / len(known)
-        factor = {k: sum(v) / len(v) / overall if overall > 0 else 1.0
-                  for k, v in groups.items()}
-        now, left = self.clock(), 0.0
-        for cid, cell in self.cells.items():
-            if cid in self.done:
-                continue
-            expected = self.prior.get(cid, overall * factor.get(("p", cell.problem), 1.0)
-                                      * factor.get(("a", cell.algorithm), 1.0))
-            if cid in self.running:
-                expected = max(0.0, expected - (now - self.running[cid]))
-            left += expected
-        jobs = self.n_jobs if self.n_jobs > 0 else max(1, len(self.running))
-        return left / jobs
-
-    def finished(self, cell: Cell, record: dict[str, Any]) -> None:
-        cid = cell.config_id()
-        self.running.pop(cid, None)
-        self.done[cid] = _record_seconds(record)
-        if self.mode == "off":
-            return
-        eta = self.eta()
-        when = f"elapsed {_clock(self.clock() - self.t0)}, ETA " + (
-            "?" if eta is None else _clock(eta))
-        status = record["status"]
-        if self.color:
-            status = f"\033[{32 if status == 'ok' else 33 if status == 'not_applicable' else 31}m" \
-                     f"{status}\033[0m"
-        if self.mode in ("lines", "both"):
-            n = len(self.done)
-            width = len(str(len(self.cells)))
-            line = (f"[{n:{width}d}/{len(self.cells)}] {cell.problem} × {record['label']} seed "
-                    f"{cell.seed}: {status} {self.done[cid]:.1f} s ({when})")
-            if self.bar is not None:
-                self.bar.write(line, file=self.stream)
-            else:
-                print(line, file=self.stream, flush=True)
-        if self.bar is not None:
-            self.bar.set_postfix_str(when.split(", ")[1], refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def order_cells(cells: list[Cell], prior: dict[str, float]) -> list[Cell]:
-    """Longest first when every cell has an earlier timing (fewer idle cores at the end);
-    otherwise a fixed shuffle, so that the cells done at any time are a fair sample of
-    problems and algorithms alike and the ETA learns both early (in name order the cheap
-    algorithms came first: the ETA was 85 % short at half the run)."""
-    if cells and all(c.config_id() in prior for c in cells):
-        return sorted(cells, key=lambda c: -prior[c.config_id()])
-    import random
-
-    out = list(cells)
-    random.Random(0).shuffle(out)
-    return out
-
-
-# ------------------------------------------------------------------ isolation
-_CONTEXTS: dict[str, Any] = {}
-_CONTEXT_LOCK = threading.Lock()
-
-
-def _context(device: str) -> Any:
-    kind = "spawn" if device.startswith("cuda") or os.name != "posix" else "forkserver"
-    with _CONTEXT_LOCK:
-        if kind not in _CONTEXTS:
-            ctx = mp.get_context(kind)
-            if kind == "forkserver":  # "__main__": see the module docstring
-                ctx.set_forkserver_preload(["blobench.execution.lifeline", "__main__",
-                                            "blobench.execution._forkserver_preload"])
-            _CONTEXTS[kind] = ctx
-    return _CONTEXTS[kind]
-
-
-def start_server(device: str = "cpu") -> None:
-    """Start the fork server if it is not running, and wait until its preload (torch, the
-    engine: seconds) is done, by starting one empty process: that one-off cost is then no
-    cell's ``cell_seconds`` (nor the progress bar's per-cell estimate)."""
-    ctx = _context(device)
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-        ping = ctx.Process(target=int, daemon=True)  # returns once the server is ready
-        with _children_allowed():
-            ping.start()
-        ping.join()
-
-
-@contextlib.contextmanager
-def _children_allowed() -> Iterator[None]:
-    """Let a daemonic process (a Dask worker is one) start the cell's child process.
-
-    multiprocessing refuses children in daemonic processes so that they are not orphaned when
-    the daemon is killed; here the supervisor always kills or joins its child itself.
-    """
-    config = mp.current_process()._config  # private: there is no public API for this flag
-    daemonic = config.get("daemon", False)
-    config["daemon"] = False
-    try:
-        yield
-    finally:
-        config["daemon"] = daemonic
-
-
-def _child_main(cell: Cell, conn: Connection, cell_timeout: float | None = None) -> None:
-    cell_lifeline(conn.fileno(), cell_timeout)  # dies with the run, even after kill -9 of it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when a cell stops
-    try:
-        record = run_cell(get_registry(cell.plugins), cell,
-                          report=lambda progress: conn.send(("progress", progress)),
-                          contain_exits=True)
-        record["cpu_seconds"] = time.process_time()  # this cell process's CPU since its fork
-        conn.send(record)
-    finally:
-        conn.close()
-
-
-def _died(code: int | None) -> str:
-    if code is not None and code < 0:
-        if -code == signal.SIGALRM:
-            return "stopped by its own --cell-timeout alarm (its supervisor did not answer)"
-        try:
-            return f"killed by signal {-code} ({signal.Signals(-code).name})"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _so_far(record: dict[str, Any], trace: list[dict[str, Any]], step: int) -> dict[str, Any]:
-    """A timeout / crashed record with the last step the cell reported and its trace so far."""
-    record.update(failed_step=step, steps_done=step, trace=trace,
-                  solver_seconds=trace[-1].get("seconds", 0.0) if trace else 0.0)
-    return record
-
-
-def run_cell_isolated(cell: Cell, cell_timeout: float | None = None) -> dict[str, Any]:
-    """Run ``cell`` in a child process; ``timeout`` / ``crashed`` records if it does not answer
-    (with the last step and the trace it reported before)."""
-    registry = get_registry(cell.plugins)
-    ctx = _context(cell.device)
-    receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(cell, sender, cell_timeout), daemon=True)
-    with _children_allowed():
-        proc.start()
-    sender.close()
-    deadline = None if cell_timeout is None else time.monotonic() + cell_timeout
-    record, trace, step = None, [], 0
-    try:
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not receiver.poll(left):
-                proc.kill()
-                proc.join()
-                return _so_far(new_record(
-                    registry, cell, "timeout",
-                    f"cell exceeded --cell-timeout {cell_timeout:g} s and was stopped"),
-                    trace, step)
-            try:
-                message = receiver.recv()
-            except (EOFError, OSError):
-                break
-            if isinstance(message, tuple) and message[0] == "progress":
-                step = message[1]["step"]
-                if "row" in message[1]:
-                    trace.append(message[1]["row"])
-                continue
-            record = message
-            break
-    finally:
-        receiver.close()
-        if record is None:
-            proc.join(5.0)  # a child that is exiting: let it report its own exit code
-        if proc.is_alive() and record is None:
-            proc.kill()
-        proc.join()
-    if record is None:
-        return _so_far(new_record(registry, cell, "crashed",
-                                  f"worker process died ({_died(proc.exitcode)})"), trace, step)
-    return record
 
 
 # -------------------------------------------------------------------- backends
@@ -428,7 +173,7 @@ def prior_seconds(store: ResultsStore, cells: Iterable[Cell]) -> dict[str, float
     for record in store.records():
         cid = record.get("config_id")
         if cid in wanted and record.get("finished", 0) >= found.get(cid, (-1.0, 0.0))[0]:
-            found[cid] = (record.get("finished", 0), _record_seconds(record))
+            found[cid] = (record.get("finished", 0), record_seconds(record))
     return {cid: seconds for cid, (_, seconds) in found.items()}
 
 
@@ -444,8 +189,8 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
 
     ``n_jobs``: cells at once (joblib's convention: -1 = as many as the backend has).
     ``progress``: a mode of :func:`progress_mode` ("bar", "lines", "both", "off"), or a bool
-    (True: the terminal decides). ``provenance`` (the run's spec, see :mod:`blobench.workflows.api`)
-    is stored in each new record as ``run``.
+    (True: the terminal decides). ``provenance`` (the run's spec, see
+    :mod:`blobench.workflows.api`) is stored in each new record as ``run``.
     """
     summary = Summary(n_jobs=n_jobs)
     todo = []

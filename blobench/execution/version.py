@@ -21,7 +21,7 @@ ENGINE_DIR = Path(__file__).resolve().parents[1]
 #: every cached cell. Any other file — including a new one — is hashed: the safe default.
 NOT_RESULT_AFFECTING = frozenset({
     "__main__.py", "execution/_forkserver_preload.py", "execution/runner.py",
-    "execution/store.py",
+    "execution/isolation.py", "execution/progress.py", "execution/store.py",
 })
 NOT_RESULT_AFFECTING_LAYERS = frozenset({"cli", "reporting", "workflows"})
 

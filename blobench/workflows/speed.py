@@ -20,8 +20,8 @@ into the report's table (goal, target, measured, met, the command that measured 
 - :func:`summarize_run`: a finished ``blobench run`` read from its store (the records carry
   ``cell_seconds`` and the run's spec): its cells, wall time and efficiency, and how far the
   progress bar's ETA was from the truth at 10/25/50/75 % of the cells (replayed with the
-  same estimator, :class:`blobench.execution.runner.Progress`); targets: the default run < 10 min on
-  2 cores, ETA within 30 %.
+  same estimator, :class:`blobench.execution.progress.Progress`); targets: the default run
+  < 10 min on 2 cores, ETA within 30 %.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def measure_fixed_cost(registry: Registry, n: int = 10, problem: str = "quadrati
                        algorithm: str = "implicit_cg") -> dict[str, Any]:
     """Median fixed cost of a 1-step isolated cell (see the module docstring)."""
     from blobench.execution.harness import plan
-    from blobench.execution.runner import run_cell_isolated, start_server
+    from blobench.execution.isolation import run_cell_isolated, start_server
     from blobench.workflows.bench import measure_harness
 
     cells, _ = plan(registry, [problem], [algorithm], list(range(n)), steps=1)
@@ -155,7 +155,7 @@ def measure_parallel(registry: Registry, seeds: int = 1) -> dict[str, Any]:
 def summarize_run(results: str | Path) -> dict[str, Any]:
     """The latest run recorded in a store: cells, wall, efficiency, ETA error (replayed)."""
     from blobench.execution.harness import Cell
-    from blobench.execution.runner import Progress, _record_seconds
+    from blobench.execution.progress import Progress, record_seconds
     from blobench.execution.store import ResultsStore
 
     records = [r for r in ResultsStore(results).records() if r.get("run")]
@@ -163,7 +163,7 @@ def summarize_run(results: str | Path) -> dict[str, Any]:
         return {"results": str(results), "cells": 0}
     last = max(records, key=lambda r: r["finished"])["run"]
     records = sorted((r for r in records if r["run"] == last), key=lambda r: r["finished"])
-    starts = [r["finished"] - _record_seconds(r) for r in records]
+    starts = [r["finished"] - record_seconds(r) for r in records]
     t0, t_end = min(starts), records[-1]["finished"]
     from blobench.workflows.api import RunSpec
 

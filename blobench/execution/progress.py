@@ -1,0 +1,147 @@
+"""Progress of a run: a bar on a terminal, one line per finished cell otherwise, and an ETA.
+
+:class:`Progress` weights each cell by its expected seconds (its earlier record, else the
+means of its problem's and its algorithm's finished cells); :func:`order_cells` runs cells
+with earlier timings longest first. Used by :func:`blobench.execution.runner.run_cells`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from blobench.execution.harness import Cell
+
+
+def progress_mode(enabled: bool = True, verbose: bool = False,
+                  stream: TextIO | None = None) -> str:
+    """How to show progress: "bar" on a terminal, "lines" (one per finished cell) otherwise,
+    "both" with ``verbose`` on a terminal, "off" when disabled or ``TQDM_DISABLE`` is set."""
+    stream = stream or sys.stderr
+    if not enabled or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"):
+        return "off"
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return "lines"
+    return "both" if verbose else "bar"
+
+
+def _clock(seconds: float) -> str:
+    h, rest = divmod(round(seconds), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def record_seconds(record: dict[str, Any]) -> float:
+    """A record's wall seconds as its supervisor saw them (process start to record)."""
+    if record.get("cell_seconds") is not None:
+        return float(record["cell_seconds"])
+    return max(0.0, record.get("finished", 0.0) - record.get("started", 0.0))
+
+
+class Progress:
+    """Finished cells with an ETA that weights each cell by its expected seconds.
+
+    A cell's expected seconds: its ``prior`` (an earlier record of the same configuration),
+    else the mean of the finished or prior cells of its problem, else of all finished cells.
+    ETA = (expected seconds of the cells left − seconds the running ones already ran) /
+    cells at once. Shown as a tqdm bar ("bar"), one line per finished cell with its label and
+    status ("lines"; what logs and CI get: no carriage-return frames), both, or nothing.
+    """
+
+    def __init__(self, cells: list[Cell], prior: dict[str, float], n_jobs: int, mode: str,
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.perf_counter):
+        self.cells = {c.config_id(): c for c in cells}
+        self.prior = prior
+        self.n_jobs = n_jobs
+        self.mode = mode
+        self.stream = stream or sys.stderr
+        self.done: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.clock = clock
+        self.t0 = clock()
+        self.color = mode in ("bar", "both") and "NO_COLOR" not in os.environ
+        self.bar = None
+        if mode in ("bar", "both"):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(cells), desc="cells", unit="cell", file=self.stream,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def started(self, cell: Cell) -> None:
+        self.running[cell.config_id()] = self.clock()
+
+    def eta(self) -> float | None:
+        """Seconds left (None until something is known about the cells left).
+
+        A cell without an earlier record is expected to cost overall × (its problem's mean /
+        overall) × (its algorithm's mean / overall), the means over the known cells (a
+        factor is 1 until its problem or algorithm has one): cost ≈ problem × algorithm."""
+        groups: dict[tuple[str, str], list[float]] = {}
+        for cid, seconds in [*self.prior.items(), *self.done.items()]:
+            cell = self.cells.get(cid)
+            if cell is not None:
+                groups.setdefault(("p", cell.problem), []).append(seconds)
+                groups.setdefault(("a", cell.algorithm), []).append(seconds)
+        known = [*self.done.values(), *self.prior.values()]
+        if not known:
+            return None
+        overall = sum(known) / len(known)
+        factor = {k: sum(v) / len(v) / overall if overall > 0 else 1.0
+                  for k, v in groups.items()}
+        now, left = self.clock(), 0.0
+        for cid, cell in self.cells.items():
+            if cid in self.done:
+                continue
+            expected = self.prior.get(cid, overall * factor.get(("p", cell.problem), 1.0)
+                                      * factor.get(("a", cell.algorithm), 1.0))
+            if cid in self.running:
+                expected = max(0.0, expected - (now - self.running[cid]))
+            left += expected
+        jobs = self.n_jobs if self.n_jobs > 0 else max(1, len(self.running))
+        return left / jobs
+
+    def finished(self, cell: Cell, record: dict[str, Any]) -> None:
+        cid = cell.config_id()
+        self.running.pop(cid, None)
+        self.done[cid] = record_seconds(record)
+        if self.mode == "off":
+            return
+        eta = self.eta()
+        when = f"elapsed {_clock(self.clock() - self.t0)}, ETA " + (
+            "?" if eta is None else _clock(eta))
+        status = record["status"]
+        if self.color:
+            status = f"\033[{32 if status == 'ok' else 33 if status == 'not_applicable' else 31}m" \
+                     f"{status}\033[0m"
+        if self.mode in ("lines", "both"):
+            n = len(self.done)
+            width = len(str(len(self.cells)))
+            line = (f"[{n:{width}d}/{len(self.cells)}] {cell.problem} × {record['label']} seed "
+                    f"{cell.seed}: {status} {self.done[cid]:.1f} s ({when})")
+            if self.bar is not None:
+                self.bar.write(line, file=self.stream)
+            else:
+                print(line, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.set_postfix_str(when.split(", ")[1], refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def order_cells(cells: list[Cell], prior: dict[str, float]) -> list[Cell]:
+    """Longest first when every cell has an earlier timing (fewer idle cores at the end);
+    otherwise a fixed shuffle, so that the cells done at any time are a fair sample of
+    problems and algorithms alike and the ETA learns both early (in name order the cheap
+    algorithms came first: the ETA was 85 % short at half the run)."""
+    if cells and all(c.config_id() in prior for c in cells):
+        return sorted(cells, key=lambda c: -prior[c.config_id()])
+    import random
+
+    out = list(cells)
+    random.Random(0).shuffle(out)
+    return out
