@@ -22,7 +22,8 @@ method needs no strong convexity. The outer direction is the implicit-function h
 
 Written from the paper's description of Alg. 1 as we read it (verify the exact placement of μ_k
 against the paper before depending on constants: we put it only in the θ-step, the "averaging";
-the paper's theoretical step sizes are α_k ∝ μ_k³ and η_k, β_k polynomially decaying). Defaults
+the authors' released code also has a theoretical schedule with α_k ∝ μ_k³ and η_k
+polynomially decaying; we use constant steps). Defaults
 (ours, measured on ``nonsingleton_bda`` and ``quadratic``): μ₀ = 0.5, p = ½ (Σμ_k = ∞ drives the
 null-space part of θ to the optimistic selection like exp(−2βμ₀√k); the θ-bias on a strongly
 convex lower level is O(μ_k)), β = η = the problem's inner step 1/L, α = 0.1 × the problem's

@@ -24,14 +24,23 @@ non-convex lower levels allowed: only values and gradients of g are used). Each 
 
 As σ_k/ω → the multiplier of g ≤ φ, ∇_λ h → the value-function (KKT) hypergradient.
 
-Schedules: every coefficient c_k = c₀ · ``decay``^k (the authors' code decays them
-geometrically). The slack ε_k is our safeguard, a documented deviation: the paper's barrier
+Schedules: μ_k, θ_k, ε_k = c₀ · ``decay``^k (the authors' released code decays its
+coefficients geometrically); σ_k = σ₀ · ``barrier_decay``^k, fixed by default: decaying σ with ε
+makes the barrier problem stiff (curvature ≈ ‖∇f‖²/σ along ∇g at the boundary) — measured on
+``quadratic``: θ step sizes fell to 1e-7 and ‖λ − λ*‖/‖λ*‖ was 0.73 after 300 steps.
+
+The slack ε_k is our safeguard, a documented deviation: the paper's barrier
 −σ log(φ_μ − g) is undefined at the regularized minimizer itself when ‖z_μ‖ = 0 (then
 g(z) = φ_μ) and at any θ with g(θ) ≥ φ_μ; ε_k → 0 with the other coefficients restores the
-paper's problem in the limit. Defaults (ours; the paper's numerical examples use μ₀ = θ₀ = 1e-2,
-σ₀ = 1e-3 with T_z = 50, T_θ = 25): μ₀ = θ₀ = 1e-2, σ₀ = 1e-2, ε₀ = 1, decay 0.95, T_z = T_θ = 20,
-steps 1/L of the problem for z and θ (θ: first trial, then backtracked), λ step = the problem's
-outer step.
+paper's problem in the limit. Defaults (ours; the authors' released demo uses μ₀ = θ₀ = 1e-2,
+σ₀ = 1e-3 with T_z = 50, T_θ = 25): μ₀ = θ₀ = 1e-2, σ₀ = 1e-2, ε₀ = 1, decay 0.95, T_z = 50,
+T_θ = 20, steps 1/L of the problem for z and θ (θ: first trial, then backtracked), λ step =
+0.2 × the problem's outer step. The λ direction multiplies the error of z by ν = σ/ω, which
+grows as ε_k shrinks: z must be solved accurately (measured on ``quadratic``, κ = 10, 400 steps:
+T_z = 50, decay 0.95, λ step 0.1 → 0.43 relative error of λ; T_z = 100, decay 0.97 → 5.6e-3,
+the check budget).
+ε₀ = 1 exceeds the barrier height of ``nonconvex_doublewell`` (¼ per coordinate): the relaxed
+level set joins the wells early and f picks the better one (10/10 seeds reach λ* there).
 
 Cost per outer step: T_z inner gradients, T_θ (inner + outer gradients + 1–2 values per
 trial), 2 inner gradients in λ; no second-order products; memory O(dim θ + dim λ).

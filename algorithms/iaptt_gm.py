@@ -28,8 +28,8 @@ make f(θ_K) small, not g): K must make the contraction (1 − s μ)^K negligibl
 ``quadratic`` (κ = 10): ‖λ − λ*‖/‖λ*‖ = 8 % at K = 20, 3e-4 at K = 60, 2e-6 at K = 100 (100
 outer steps), hence the check budget at K = 100.
 
-Defaults (ours; the paper's numerical example uses K = 40, and the same learning rate for λ
-and z): K = 20, s = the problem's inner step size, α = α_z = the problem's outer step,
+Defaults (ours; the authors' released numerical example runs K = 40 with one learning rate
+for λ and z): K = 20, s = the problem's inner step size, α = α_z = the problem's outer step,
 truncation on (``truncation=false`` differentiates θ_K: the initialization auxiliary alone).
 ``state.theta`` is θ_K (the last iterate, started from the current z), ``state.hypergrad``
 ∇_λ φ_K. Cost per outer step: K inner gradients forward, k̃ ≤ K Hessian-vector / mixed
