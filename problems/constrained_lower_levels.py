@@ -537,7 +537,7 @@ class SvmDualHO(_Constrained):
             y = torch.sign(x @ w_true + 0.3 * torch.randn(n, generator=generator,
                                                           dtype=torch.float64))
             y[y == 0] = 1.0
-            flips = torch.rand(n, generator=generator) < flip
+            flips = torch.rand(n, generator=generator, dtype=torch.float64) < flip
             return self.tensor(x), self.tensor(torch.where(flips, -y, y))
 
         self.x, self.y = draw(c["n_train"], c["flip"])
