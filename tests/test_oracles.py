@@ -146,7 +146,7 @@ def test_reverse_unroll_equals_autograd_through_every_step(name, overrides, monk
 
     theta_fast, hg_fast, counts_fast = hypergradient()
     assert type(theta_fast.grad_fn).__name__ == "_ReverseUnrollBackward"
-    monkeypatch.setattr(autodiff, "_oracle_cache", {})
+    monkeypatch.setattr(autodiff.derivatives, "_oracle_cache", {})
     monkeypatch.setattr(type(prob), "inner_hessian_operator", Problem.inner_hessian_operator)
     theta_slow, hg_slow, counts_slow = hypergradient()
     assert type(theta_slow.grad_fn).__name__ != "_ReverseUnrollBackward"

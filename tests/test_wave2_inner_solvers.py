@@ -58,7 +58,7 @@ def test_implicit_estimate_is_exact_at_convergence_of_any_solver(registry, pname
 
 def test_mutant_ascending_solver_fails(registry, quad, monkeypatch):
     good = algorithm.autodiff.inner_grad
-    monkeypatch.setattr(algorithm.autodiff, "inner_grad", lambda *a, **k: -good(*a, **k))
+    monkeypatch.setattr(algorithm.autodiff.solvers, "inner_grad", lambda *a, **k: -good(*a, **k))
     est, exact = hypergrad_after_one_step(registry, quad, "implicit_cg", _lam(quad),
                                           inner_solver="momentum", inner_steps=200,
                                           cg_steps=200)

@@ -32,7 +32,12 @@ def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
                 lines.append(f"      {pname}: {param.describe()}  {param.help}")
     if args.what in (None, "algorithms"):
         lines.append("Algorithms:")
-        total = 0
+        report = None
+        if getattr(args, "variants", False):  # the structural check of every variant
+            from blobench.workflows.variants import check_variants
+
+            report = check_variants(registry)
+            checked = report.per_entry()
         for name, cls in sorted(registry.algorithms.items()):
             lines.append(f"  {name}  [{cls.family}]")
             if cls.reference:
@@ -43,16 +48,14 @@ def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
                      if cls().skip_reason(pc)]
             if skips:
                 lines.append(f"      does not apply to: {', '.join(skips)}")
-            if getattr(args, "variants", False):
+            if report is not None:
                 count, axes = _variants(cls)
-                total += count
-                lines.append(f"      variants: {count} ({' × '.join(axes) or 'one'})")
-        if getattr(args, "variants", False):
-            lines.append(f"{total} discrete algorithm configurations (entry × the accepted "
-                         "combinations of its bool / choice hyperparameters; continuous ones "
-                         "count once); "
-                         "`blobench check NAME` checks the defaults of one entry, not every "
-                         "variant")
+                passed = checked.get(name, (0, 0))[0]
+                lines.append(f"      variants: {passed} of {count} pass the structural check "
+                             f"({' × '.join(axes) or 'one'})")
+        if report is not None:
+            lines.append(report.summary() + " (the reasons, variant by variant: "
+                         "python -m blobench.workflows.variants)")
     warnings = [f"plugin {where} not loaded: {message}" for where, message in registry.errors]
     return "\n".join(lines) + "\n", warnings
 
@@ -60,23 +63,11 @@ def _listing(args: argparse.Namespace) -> tuple[str, list[str]]:
 def _variants(cls: type) -> tuple[int, list[str]]:
     """(number of valid discrete configurations, the axes ``name(n)``) of an algorithm class:
     the combinations of its bool and ``choices`` hyperparameters (``None`` too when optional)
-    that the entry accepts (its constructor validates them, e.g. sama rejects cold starts)."""
-    import itertools
+    that the entry accepts (:mod:`blobench.workflows.variants`)."""
+    from blobench.workflows.variants import discrete_axes, enumerate_variants
 
-    axes = {}
-    for pname, param in cls.params.items():
-        values = (list(param.choices) if param.choices is not None
-                  else [False, True] if param.type is bool else [])
-        if values:
-            axes[pname] = values + [None] * bool(param.optional)
-    count = 0
-    for combo in itertools.product(*axes.values()):
-        try:
-            cls(**dict(zip(axes, combo, strict=True)))
-        except Exception:  # a combination the entry rejects is no variant
-            continue
-        count += 1
-    return count, [f"{k}({len(v)})" for k, v in axes.items()]
+    axes = discrete_axes(cls)
+    return len(enumerate_variants(cls)), [f"{k}({len(v)})" for k, v in axes.items()]
 
 
 def _listing_key(args: argparse.Namespace) -> str:

@@ -23,7 +23,7 @@ DEFAULT_LEADERBOARD = "leaderboards"
 EXTENSIONS = {
     "reproduce": ("blobench.workflows.reproduce.cli",
                   "reproduce a seed paper's claims, with a verdict each"),
-    "tune": ("blobench.workflows.tuning", "tune hyperparameters on the validation objective"),
+    "tune": ("blobench.workflows.tuning.cli", "tune hyperparameters on the validation objective"),
     "bench": ("blobench.workflows.bench", "measure the benchmark's own speed against its goals"),
     "data": ("blobench.toolkit.data.cli",
              "datasets: list (license, present or not, where), fetch NAME"),
@@ -174,7 +174,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p_list.add_argument("what", nargs="?", choices=("problems", "algorithms"))
     p_list.add_argument("--variants", action="store_true",
                         help="count each algorithm's discrete configurations (bool and "
-                        "choice hyperparameters: warm/cold, inner solver, switches)")
+                        "choice hyperparameters: warm/cold, inner solver, switches) that pass "
+                        "a structural check (one run: a minute; then cached)")
     add_common(p_list, results=False)
 
     _add_run_options(add("run", "run cells (problem × algorithm × seed)"))
