@@ -247,8 +247,9 @@ class BoxQP(_Constrained):
         "starts": Param(int, 16, "starts of the search for λ* (λ₀ and N(0, I) draws)",
                         low=1),
     }
+    #: ``full``: 2 starts (each piece-hopping search costs minutes of PDAS solves at d = 300)
     sizes = {"quick": {"dim_theta": 30, "dim_lambda": 10, "n_outer": 40},
-             "full": {"dim_theta": 300, "dim_lambda": 100, "n_outer": 400}}
+             "full": {"dim_theta": 300, "dim_lambda": 100, "n_outer": 400, "starts": 2}}
     primary_metric = "suboptimality"
     budgets = {"quick": Budget(steps=200, eval_every=20),
                "full": Budget(steps=300, eval_every=30)}
