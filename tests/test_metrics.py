@@ -397,3 +397,20 @@ def test_memory_probe_runs_at_first_and_final_evaluations_and_within_its_budget(
     record = harness.run_cell(REG, cell)
     expensive = 11  # evaluations 0, 2, ..., 20 of the 21
     assert len(calls) == expensive and record["peak_tensor_mib"] == float(expensive)
+
+
+@pytest.mark.parametrize("name", ["nonsingleton_bda", "nonsingleton_flat",
+                                  "nonsingleton_flat_pessimistic"])
+def test_retrained_answer_of_a_declared_formulation_is_its_selection(name):
+    """Issue 22: on a non-singleton lower level that declares its formulation, F(λ) of the
+    metrics is f at the formulation's point of S(λ) (``inner_solution``), not at the point a
+    cold gradient descent selects (``min_norm_inner``), which is neither answer there."""
+    from blobench.execution.metrics import cold_restart
+
+    problem = REG.problem(name)(size="quick", seed=0)
+    assert problem.formulation in ("optimistic", "pessimistic")
+    lam = problem.init_outer(torch.Generator().manual_seed(0)) + 0.3
+    theta, steps = cold_restart(problem, lam)
+    assert steps == 0 and torch.equal(theta, problem.inner_solution(lam))
+    selection = problem.min_norm_inner(lam, problem.init_inner(lam, torch.Generator()))
+    assert float((selection - theta).norm()) > 1e-3  # the two differ: the test can fail

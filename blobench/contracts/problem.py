@@ -70,6 +70,13 @@ class Problem(ABC):
     #: only cold-start unrolled estimators (family "explicit (unrolled)") apply
     #: (:meth:`blobench.bases.algorithm.Algorithm.skip_reason`)
     inner_optimum: ClassVar[bool] = True
+    #: for a lower level whose solution set S(λ) is not a singleton: "optimistic" (θ*(λ) is
+    #: the point of S(λ) best for f, F = φ_o(λ) = min_{θ∈S(λ)} f) or "pessimistic" (the
+    #: worst, φ_p(λ) = max_{θ∈S(λ)} f); ``inner_solution`` returns that point and the
+    #: metrics' re-trained θ*(λ) is it (not the solver's selection ``min_norm_inner``).
+    #: None: a singleton lower level, or θ*(λ) = what a cold re-training reaches
+    #: (docs/lower-levels.md)
+    formulation: ClassVar[str | None] = None
     #: default budget per size (a size missing here uses ``Budget()``)
     budgets: ClassVar[dict[str, Budget]] = {}
 

@@ -95,6 +95,10 @@ def cold_restart(problem: Problem, lam: torch.Tensor, start: torch.Tensor | None
     gradient steps used. ``start``: where the descent begins instead of θ₀ (only meaningful
     for a unique lower level; the stopping test still refers to ‖∇g(θ₀)‖)."""
     theta0 = cell_theta0(problem, lam).detach()
+    if problem.formulation and problem.has("inner_solution"):
+        # a non-singleton lower level whose problem names its answer (optimistic /
+        # pessimistic): F(λ) is f at that point of S(λ), not at the solver's selection
+        return problem.inner_solution(lam).detach(), 0
     if problem.has("min_norm_inner"):
         return problem.min_norm_inner(lam, theta0).detach(), 0
     if problem.has("inner_solution"):

@@ -48,6 +48,15 @@ INDEX_WINNERS = [
 ]
 
 
+
+def _summary(cls: type | None) -> str:
+    """The problem's one-line summary, and the formulation of a non-singleton lower level
+    (optimistic / pessimistic, ``Problem.formulation``) when it declares one."""
+    if cls is None:
+        return ""
+    formulation = getattr(cls, "formulation", None)
+    return summary_line(cls) + (f" Formulation: {formulation}." if formulation else "")
+
 def _target_word(ranking: Ranking) -> str:
     return "F(λ)" if ranking.retrained else "the outer loss"
 
@@ -178,7 +187,7 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
         skipped = inapplicable[(inapplicable["problem"] == problem)
                                & (inapplicable["size"] == size)]
         page = render(
-            "page.md.j2", title=title, summary=summary_line(cls) if cls else "", rules=rules,
+            "page.md.j2", title=title, summary=_summary(cls), rules=rules,
             budget=budget_text(registry, cls, size, group, precords),
             accuracy_table=markdown_table(table, ranking.columns()),
             bias_table=markdown_table(table, BIAS_COLUMNS, status=False),
@@ -191,7 +200,7 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
         summary.append((problem, size, table))
         pages.append({"problem": problem, "size": size, "stem": stem, "title": title,
                       "ranking": ranking, "table": table, "traces": ptraces,
-                      "summary": summary_line(cls) if cls else "",
+                      "summary": _summary(cls),
                       "rules": paragraphs(rules)})
     ranks_frame = summary_rank_table(summary)
     header = ["problem", "size", "first (ranked metric)"] + [h for _, h, _ in INDEX_WINNERS] \
