@@ -24,7 +24,8 @@ EXTENSIONS = {
     "reproduce": ("blobench.workflows.reproduce.cli",
                   "reproduce a seed paper's claims, with a verdict each"),
     "tune": ("blobench.workflows.tuning.cli", "tune hyperparameters on the validation objective"),
-    "bench": ("blobench.workflows.bench", "measure the benchmark's own speed against its goals"),
+    "bench": ("blobench.workflows.bench.cli",
+              "measure the benchmark's own speed against its goals"),
     "data": ("blobench.toolkit.data.cli",
              "datasets: list (license, present or not, where), fetch NAME"),
 }

@@ -76,7 +76,7 @@ def measure_fixed_cost(registry: Registry, n: int = 10, problem: str = "quadrati
     """Median fixed cost of a 1-step isolated cell (see the module docstring)."""
     from blobench.execution.harness import plan
     from blobench.execution.isolation import run_cell_isolated, start_server
-    from blobench.workflows.bench import measure_harness
+    from blobench.workflows.bench.overhead import measure_harness
 
     cells, _ = plan(registry, [problem], [algorithm], list(range(n)), steps=1)
     start_server()
@@ -107,7 +107,7 @@ def _first_applicable(registry: Registry, problem: str) -> str | None:
 def measure_evaluation(registry: Registry, problems: list[str] | None = None
                        ) -> list[dict[str, Any]]:
     """Evaluation / solver time of one in-process cell per problem (default schedule)."""
-    from blobench.workflows.bench import measure_harness
+    from blobench.workflows.bench.overhead import measure_harness
 
     rows = []
     for problem in problems or sorted(registry.problems):

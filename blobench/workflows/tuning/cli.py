@@ -11,7 +11,7 @@ from blobench.contracts.errors import UserError
 from blobench.execution.registry import get_registry
 from blobench.execution.spec import expand
 from blobench.execution.store import ResultsStore
-from blobench.workflows import api as _api
+from blobench.workflows import runspec
 from blobench.workflows.tuning.search import TUNING_SEED_BASE, tune_pair
 from blobench.workflows.tuning.settings import (
     DEFAULT_SETTINGS,
@@ -104,7 +104,7 @@ def command(args: argparse.Namespace) -> int:
                 continue
             entries = tune_pair(registry, ptext, atext, size=args.size, seeds=seeds,
                                 steps=args.budget, seconds=args.budget_seconds, store=store,
-                                n_jobs=args.n_jobs or _api.default_n_jobs(args.in_process),
+                                n_jobs=args.n_jobs or runspec.default_n_jobs(args.in_process),
                                 isolate=not args.in_process,
                                 max_trials=args.max_trials, plugins=tuple(args.plugins),
                                 progress=args.progress, command=cmd,

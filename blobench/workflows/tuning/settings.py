@@ -16,10 +16,10 @@ from typing import Any
 from blobench.contracts.errors import UserError
 from blobench.execution.registry import Registry
 from blobench.execution.version import _file_hash, engine_hash, git_describe
-from blobench.workflows import api as _api
+from blobench.workflows import runspec
 
 #: the project's settings file, located next to the package (not in the working directory)
-DEFAULT_SETTINGS = str(_api.DEFAULT_SETTINGS)
+DEFAULT_SETTINGS = str(runspec.DEFAULT_SETTINGS)
 FORMAT = 1
 
 
@@ -61,7 +61,7 @@ def save_settings(data: dict[str, Any], path: str | Path) -> None:
 def _display_path(path: Path) -> str:
     """A path relative to the repository (or cwd) when inside it, else absolute."""
     path = Path(path).resolve()
-    for root in (_api.PROJECT_ROOT, Path.cwd().resolve()):
+    for root in (runspec.PROJECT_ROOT, Path.cwd().resolve()):
         try:
             return path.relative_to(root).as_posix()
         except ValueError:
