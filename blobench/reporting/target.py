@@ -106,7 +106,8 @@ def instance_targets(traces: pd.DataFrame, column: str,
         rows.append({"problem": problem, "size": size, "seed": seed, "initial": initial,
                      "typical_decrease": (initial - target) / fraction
                      if np.isfinite(target) else math.nan, "target": target})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["problem", "size", "seed", "initial", "typical_decrease",
+                                       "target"])
 
 
 def add_time_to_target(final: pd.DataFrame, traces: pd.DataFrame,
