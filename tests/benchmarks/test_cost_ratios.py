@@ -3,9 +3,9 @@
 Run: ``pytest tests/benchmarks --benchmark-only`` (skipped in the default run by
 ``--benchmark-skip``); add ``--benchmark-json=FILE`` for pytest-benchmark's JSON, which holds
 each ratio and its target under ``extra_info``. ``blobench bench`` runs the same measurements
-(blobench/workflows/bench.py) and writes the committed report. Only correctness is asserted here
-(the
-solve does k products, the ratios are finite); the speed targets are reported, not enforced.
+(blobench/workflows/bench/) and writes the committed report. Only correctness is asserted here
+(the solve does k products, the ratios are finite); the speed targets are reported, not
+enforced.
 """
 
 from __future__ import annotations
