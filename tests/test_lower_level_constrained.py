@@ -247,3 +247,15 @@ def test_applicability(registry):
         assert registry.algorithm(name)().skip_reason(svm) is None
         assert registry.algorithm(name)().skip_reason(registry.problem("quadratic")) is None
     assert registry.algorithm("meha")().skip_reason(lasso) is None
+
+
+@pytest.mark.parametrize("name", ("lasso_ho", "svm_dual_ho"))
+def test_a_method_that_ignores_the_constraint_does_not_move(registry, problems, name):
+    """Where λ enters only r or the constraint (∇_λ g = ∇_λ f = 0), a single-loop method that
+    ignores ``inner_prox`` (soba) computes a zero hypergradient: λ stays at λ₀ (the
+    leaderboard shows the same for bome, penalty, f2sa, ...)."""
+    problem = problems[name]
+    lam0 = problem.init_outer(None)
+    _, state = _run(registry, problem, "soba", 20)
+    assert torch.equal(state.lam, lam0)
+    assert problem.value(lam0) - problem.optimal_value() > 0.05
