@@ -74,7 +74,7 @@ class Cell:
     threads: int = 1
     plugins: tuple[str, ...] = field(default_factory=tuple)
     #: provenance when parameters came from a tuned-settings file (see
-    #: blobench/workflows/tuning.py):
+    #: blobench/workflows/tuning/settings.py):
     #: {"params": [names taken from it], "settings": file, "key": ..., hashes of the files}
     tuned: dict[str, Any] = field(default_factory=dict)
 

@@ -26,7 +26,10 @@ SIZES = ("quick", "full")
 @pytest.mark.parametrize(("name", "overrides"), CASES, ids=[c[0] for c in CASES])
 def test_cg_hypergradient_cost(benchmark, name, overrides, size):
     case = measure_case(REG, name, size, overrides, rounds=3)
-    assert case["cg_hvps"] == case["k"]
+    # k products; or 3k where H is indefinite (fewshot_digits' MLP): CG detects the breakdown
+    # and re-solves by CG on the normal equations H²v = Hb, two products per iteration
+    # (blobench/autodiff/linear.py, issue 23)
+    assert case["cg_hvps"] in (case["k"], 3 * case["k"])
     for key in ("cg", "neumann", "unroll"):
         assert math.isfinite(case[key]["ratio"]) and case[key]["ratio"] > 0
         benchmark.extra_info[f"{key}_ratio"] = case[key]["ratio"]
