@@ -173,3 +173,22 @@ def test_problem_exact_hypergradient_is_checked_by_finite_differences(registry, 
     findings = check_problem(registry, "flipped_overparam")
     fd = [f for f in findings if f.check.startswith("exact_hypergradient vs finite")]
     assert fd and not fd[0].passed
+
+
+@pytest.mark.parametrize("name", ["box_qp", "lasso_ho", "svm_dual_ho"])
+def test_constrained_problems_pass_the_prox_aware_problem_checks(registry, name, monkeypatch):
+    """Issue 22: on a constrained / non-smooth lower level the stationarity check uses the
+    proximal-gradient mapping and the hypergradient check the proximal fixed point's IFT (the
+    plain ∇θ g = 0 conditions fail there). Self-check: a prox that ignores the constraint
+    (the identity) makes the stationarity check fail."""
+    findings = check_problem(registry, name)
+    assert not _failed(findings), format_report(name, findings)
+    base = registry.problem(name)
+
+    class NoProx(base):
+        def inner_prox(self, theta, lam, step):
+            return theta
+
+    monkeypatch.setitem(registry.problems, name, NoProx)
+    findings = check_problem(registry, name)
+    assert not next(f for f in findings if f.check == "inner_solution is stationary").passed
