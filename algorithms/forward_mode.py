@@ -22,6 +22,15 @@ Z_{t+1} = Z_t − η (H_t Z_t + J_tᵀ) + β (Z_t − Z_{t−1}). A constrained 
 (:meth:`Problem.inner_prox`): the prox is part of the step, its JVP too.
 
 Default: cold start per outer step as in the paper's Alg. 2 (θ₀ re-drawn each time).
+
+Refusals by cost (``not_applicable`` with the size in the reason, before any step runs):
+``max_tangent_size`` bounds the memory of Z (dim θ · dim λ entries), ``max_outer_dim`` the
+time: every inner step costs dim λ JVPs of ∇_θ g where reverse mode costs one VJP, so forward
+mode is dim λ times the work of ``unrolled`` per step — the method for few hyperparameters
+(Franceschi et al. 2017 §3). Default 1,000: fewshot_ridge quick (dim λ = 1,896 Conv-4
+weights) did not finish 2 outer steps in 600 s (``chunk_size=64``, last session), while forward mode
+on the quick problems with dim λ ≤ 300 (datacleaning_logreg, poison_logreg) takes 25–36
+CPU-s per cell (100 outer steps of T = 20).
 """
 
 from __future__ import annotations
@@ -48,6 +57,9 @@ class ForwardMode(DoubleLoop):
         # 2,000 × 2,000 through sparse products) one cell took over 8 CPU-minutes
         "max_tangent_size": Param(int, 10**6, "refuse problems with dim θ · dim λ above this",
                                   low=1),
+        # 10³: dim λ JVPs per inner step, dim λ × the work of reverse mode (docstring)
+        "max_outer_dim": Param(int, 1000, "refuse problems with dim λ above this (time: dim λ "
+                               "JVPs per inner step)", low=1),
         **inner_solver_param(UNROLLED_INNER_SOLVERS),
     }
     handles_inner_prox = True
@@ -57,6 +69,11 @@ class ForwardMode(DoubleLoop):
         return not self.warm_start  # a cold start unrolls from θ₀(λ)
 
     def init(self, problem, theta0, lam0, generator):
+        if problem.dim_outer > self.max_outer_dim:
+            raise NotApplicable(f"forward_mode: dim λ = {problem.dim_outer} tangent columns, "
+                                f"each a JVP at every inner step (limit max_outer_dim="
+                                f"{self.max_outer_dim}); forward mode costs dim λ × reverse "
+                                "mode, use unrolled or truncated")
         size = problem.dim_inner * problem.dim_outer
         if size > self.max_tangent_size:
             raise NotApplicable(f"forward_mode: the tangent dθ/dλ has dim θ · dim λ = {size} "

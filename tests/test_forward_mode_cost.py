@@ -1,0 +1,62 @@
+"""forward_mode refuses a problem by cost before it runs a step (issue 20).
+
+Forward mode propagates dim λ tangent columns through every inner step (dim λ JVPs where
+reverse mode takes one VJP). On fewshot_ridge quick (dim λ = 1,896 Conv-4 weights, but only
+dim θ · dim λ = 682,560 < max_tangent_size) it never finished; ``max_outer_dim`` refuses it
+with the size in the reason, and no cell of the default suite can take that path.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blobench.contracts.errors import NotApplicable
+from blobench.execution.harness import plan, run_cell
+from blobench.workflows.runspec import SUITES
+
+#: the largest dim λ on which forward mode was measured at quick in the default suite
+#: (datacleaning_logreg / poison_logreg: dim λ = 300, 25–36 CPU-s per cell)
+MEASURED_OUTER_DIM = 300
+
+
+def _init(registry, problem, **params):
+    alg = registry.algorithm("forward_mode")(**params)
+    gen = torch.Generator().manual_seed(0)
+    lam0 = problem.init_outer(gen)
+    return alg.init(problem, problem.init_inner(lam0, gen), lam0, gen)
+
+
+def test_fewshot_ridge_quick_is_refused_by_outer_dimension(registry):
+    problem = registry.problem("fewshot_ridge")(size="quick", seed=0)
+    assert problem.dim_outer == 1896
+    # the older, memory-only limit lets it through: the new one is what refuses it
+    assert problem.dim_inner * problem.dim_outer <= 10**6
+    with pytest.raises(NotApplicable, match=r"dim λ = 1896 .*max_outer_dim=1000"):
+        _init(registry, problem)
+    # the harness records it as not applicable with that reason, no step run
+    cells, _ = plan(registry, ["fewshot_ridge"], ["forward_mode"], [0], steps=2)
+    record = run_cell(registry, cells[0])
+    assert record["status"] == "not_applicable", record["message"]
+    assert "dim λ = 1896" in record["message"] and record["steps_done"] == 0
+
+
+def test_the_limit_is_a_parameter_and_below_it_forward_mode_runs(registry):
+    problem = registry.problem("quadratic")(size="quick", seed=0)  # dim λ = 10
+    with pytest.raises(NotApplicable, match=r"dim λ = 10 .*max_outer_dim=9"):
+        _init(registry, problem, max_outer_dim=9)
+    _init(registry, problem, max_outer_dim=10)  # at the limit: accepted
+    cells, _ = plan(registry, ["quadratic"], ["forward_mode[max_outer_dim=10]"], [0], steps=2)
+    assert run_cell(registry, cells[0])["status"] == "ok"
+
+
+def test_no_default_suite_cell_propagates_more_tangents_than_measured(registry):
+    """Every quick-suite problem either refuses forward_mode (by dim λ or by tangent size) or
+    has at most the dim λ on which forward mode was measured to finish in seconds."""
+    for name in SUITES["quick"].problems:
+        problem = registry.problem(name)(size="quick", seed=0)
+        try:
+            _init(registry, problem)
+        except NotApplicable:
+            continue
+        assert problem.dim_outer <= MEASURED_OUTER_DIM, name
