@@ -3,8 +3,8 @@ with constraints (Yao, Yin, Zeng, Zhang 2024, "Overcoming Lower-Level Constraint
 Optimization: A Novel Approach with Regularized Gap Functions", arXiv 2406.01992, Alg. 1).
 
 Lower level min_{θ ∈ Y} g(θ, λ) s.t. c(θ, λ) ≤ 0 (Y λ-independent, c coupling θ and λ; the
-hooks of ``lv_hba``). With the Lagrangian L(θ, μ; λ) = g(θ, λ) + μᵀc(θ, λ), the regularized
-(primal-dual) gap function of a pair (θ, z)
+Problem contract's hooks, as in ``lv_hba``). With the Lagrangian L(θ, μ; λ) = g(θ, λ) +
+μᵀc(θ, λ), the regularized (primal-dual) gap function of a pair (θ, z)
 
     G_γ(θ, z, λ) = max_{ϑ ∈ Y, μ ≥ 0} L(θ, μ; λ) − L(ϑ, z; λ) − ‖ϑ − θ‖²/(2γ₁) − ‖μ − z‖²/(2γ₂)
 
@@ -45,6 +45,7 @@ from blobench.bases.algorithm import outer_update
 from blobench.bases.constrained import (
     constraint_products,
     constraint_set_reason,
+    n_constraints,
     project_uncoupled,
 )
 from blobench.bases.single_loop import SingleLoop, inner_batch, or_default, outer_batch
@@ -54,6 +55,8 @@ from blobench.contracts.params import POSITIVE, Param
 class GAFFO(SingleLoop):
     name = "gaffo"
     family = "gap function (constrained lower level, first order)"
+    #: projected steps on ϑ, θ; the coupled constraints' multipliers in the λ direction
+    handles_inner_prox = True
     reference = "Yao, Yin, Zeng, Zhang 2024 (arXiv 2406.01992), Alg. 1 (BiC-GAFFA)"
     params = {
         "gamma1": Param(float, None, "γ₁: proximal parameter in θ; None = 1/L", optional=True,
@@ -72,11 +75,10 @@ class GAFFO(SingleLoop):
     check_budget = (2000, {}, 5e-2)
 
     def applies_to(self, problem, params=None):
-        return constraint_set_reason(problem)
+        return constraint_set_reason(problem, self.name)
 
     def setup(self, problem, state):
-        hook = getattr(problem, "inner_coupled_constraints", None)
-        m = 0 if hook is None else int(hook(state.theta, state.lam.detach()).numel())
+        m = n_constraints(problem, state.theta, state.lam)
         state.extra.update(aux=state.theta.clone(), z=state.theta.new_zeros(m))
 
     def step(self, problem, state):

@@ -48,6 +48,8 @@ from blobench.contracts.params import POSITIVE, Param
 class IAPTTGM(SingleLoop):
     name = "iaptt_gm"
     family = "explicit (initialization auxiliary)"
+    #: the K inner steps are proximal (``autodiff.unroll``) and differentiated through the prox
+    handles_inner_prox = True
     reference = "Liu, Liu, Yuan, Zeng, Zhang 2021 (NeurIPS), IAPTT-GM Alg. 1"
     #: `blobench check` (check_claims.check_lambda_star): λ* of ``quadratic`` in this budget
     check_budget = (100, {"inner_steps": 100}, 2e-2)

@@ -62,6 +62,7 @@ from blobench.bases.constrained import (
     constraint_products,
     constraint_set_reason,
     n_constraints,
+    project_pair,
     project_uncoupled,
 )
 from blobench.bases.single_loop import SingleLoop, inner_batch, or_default, outer_batch
@@ -71,6 +72,8 @@ from blobench.contracts.params import POSITIVE, Param
 class LVHBA(SingleLoop):
     name = "lv_hba"
     family = "value-function (constrained lower level, first order)"
+    #: projected steps on ϑ, θ; the coupled constraints' multipliers in the λ direction
+    handles_inner_prox = True
     reference = "Yao, Yu, Zeng, Zhang 2024 (ICLR), Alg. 1 (LV-HBA)"
     params = {
         "gamma1": Param(float, None, "γ₁: proximal parameter in θ; None = 1/L", optional=True,
@@ -89,7 +92,7 @@ class LVHBA(SingleLoop):
     check_budget = (2000, {}, 5e-2)
 
     def applies_to(self, problem, params=None):
-        return constraint_set_reason(problem)
+        return constraint_set_reason(problem, self.name)
 
     def setup(self, problem, state):
         m = n_constraints(problem, state.theta, state.lam)
@@ -127,15 +130,11 @@ class LVHBA(SingleLoop):
             group["lr"] = alpha / c_k
         outer_update(state, c_k * d_lam)
         new_theta = theta - alpha_theta * d_theta
-        project = getattr(problem, "project_feasible", None)
-        if project is not None:
-            # in the metric of the block steps, ‖Δθ‖²/α_θ + ‖Δλ‖²/α_λ (see the docstring)
-            new_theta, new_lam = project(new_theta, state.lam.detach(),
-                                         lam_weight=alpha_theta / alpha)
-            with torch.no_grad():
-                state.lam.copy_(new_lam)
-        else:
-            new_theta = project_uncoupled(problem, new_theta, state.lam.detach())
+        # in the metric of the block steps, ‖Δθ‖²/α_θ + ‖Δλ‖²/α_λ (see the docstring)
+        new_theta, new_lam = project_pair(problem, new_theta, state.lam.detach(),
+                                          lam_weight=alpha_theta / alpha)
+        with torch.no_grad():
+            state.lam.copy_(new_lam)
         state.theta = new_theta.detach()
         ex.update(aux=aux, mult=mult, z=torch.relu(ex["z"] - beta * d_z), penalty=c_k)
         ex["k"] += 1

@@ -3,8 +3,8 @@ ICML 2024, "Moreau Envelope for Nonconvex Bi-Level Optimization: A Single-loop a
 Hessian-free Solution Strategy", arXiv 2405.09927, Algorithm 1).
 
 Lower level φ(θ, λ) = g(θ, λ) + r(θ; λ), g smooth (``inner_loss``), r convex non-smooth in θ
-and smooth in λ (``inner_prox`` is prox_{ηr}; ∂_λ r from the problem's ``inner_nonsmooth``,
-0 when it has none). The Moreau envelope of the lower level,
+and smooth in λ (``inner_prox`` is prox_{ηr}; ∂_λ r from the problem's ``inner_nonsmooth``, a
+hook of the Problem contract that a "regularizer" must define). The Moreau envelope,
 
     v_γ(θ, λ) = min_ϑ φ(ϑ, λ) + ‖ϑ − θ‖²/(2γ),
 
@@ -39,31 +39,18 @@ gradients (+ 2 ∂_λ r), 1 outer gradient; memory O(dim θ + dim λ).
 
 from __future__ import annotations
 
-import torch
-
 from blobench import autodiff
 from blobench.bases.algorithm import outer_update
+from blobench.bases.constrained import nonsmooth_lam_grad, nonsmooth_reason
 from blobench.bases.single_loop import SingleLoop, inner_batch, or_default, outer_batch
 from blobench.contracts.params import POSITIVE, Param
-
-
-def nonsmooth_lam_grad(problem, theta: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """∂_λ r(θ; λ) from the problem's ``inner_nonsmooth`` (zero without one)."""
-    value = getattr(problem, "inner_nonsmooth", None)
-    if value is None:
-        return torch.zeros_like(lam)
-    lam = lam.detach().requires_grad_(True)
-    with torch.enable_grad():
-        out = value(theta.detach(), lam)
-        if not out.requires_grad:
-            return torch.zeros_like(lam)
-        (grad,) = torch.autograd.grad(out, lam)
-    return grad
 
 
 class MEHA(SingleLoop):
     name = "meha"
     family = "value-function (Moreau envelope, first order)"
+    #: prox steps on ϑ and θ, ∂_λ r in the λ direction (``applies_to`` refuses coupled sets)
+    handles_inner_prox = True
     reference = "Liu, Liu, Yao, Zeng, Zhang 2024 (ICML), Alg. 1 (MEHA)"
     params = {
         "gamma": Param(float, None, "γ: Moreau-envelope parameter; None = 1/L",
@@ -81,10 +68,7 @@ class MEHA(SingleLoop):
     check_budget = (2000, {}, 5e-2)
 
     def applies_to(self, problem, params=None):
-        if getattr(problem, "inner_prox_kind", None) == "coupled_indicator":
-            return ("the lower level's constraint set depends on λ (no ∂_λ of its indicator): "
-                    "MEHA needs r smooth in λ; lv_hba / gaffo handle coupled constraints")
-        return None
+        return nonsmooth_reason(problem, self.name)
 
     def setup(self, problem, state):
         state.extra["aux"] = state.theta.clone()

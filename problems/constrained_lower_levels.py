@@ -32,18 +32,12 @@ stated range, refined by bisection on the sign of the exact dF/dλ (F is continu
 piecewise smooth). All answers are checked in tests/test_lower_level_constrained.py against
 central finite differences of F(λ) = f(θ*(λ), λ).
 
-Optional hooks for the methods made for constrained lower levels (``lv_hba``, ``gaffo``,
-``meha``; docs/lower-levels.md, "Constrained lower levels"), beside ``inner_prox``:
-
-- ``inner_prox_kind``: ``"indicator"`` (r = indicator of a λ-independent set),
-  ``"coupled_indicator"`` (the set depends on λ through smooth constraints c(θ, λ) ≤ 0) or
-  ``"regularizer"`` (r(θ; λ) finite and smooth in λ);
-- ``inner_nonsmooth(θ, λ)`` = r(θ; λ) at a feasible θ, differentiable in λ (∂_λ r for the
-  value-function gradients);
-- ``inner_coupled_constraints(θ, λ)`` = c(θ, λ), ``inner_uncoupled_projection(θ)`` = the
-  projection onto the λ-independent part Y of the feasible set, and
-  ``project_feasible(θ, λ, lam_weight)`` = the projection of the pair onto
-  {(θ, λ): θ ∈ Y, c(θ, λ) ≤ 0} in the metric ‖Δθ‖² + lam_weight·‖Δλ‖².
+Each problem declares ``inner_prox_kind`` and ``inner_prox_separable`` and overrides the
+optional constrained-lower-level hooks of the Problem contract it needs
+(blobench/contracts/problem.py; docs/lower-levels.md, "Constrained lower levels"): the Lasso
+``inner_nonsmooth`` (r = e^λ‖θ‖₁, for meha's ∂_λ r); the SVM ``inner_coupled_constraints``
+(α − e^λ), ``inner_uncoupled_projection`` (α ≥ 0) and ``project_feasible`` (lv_hba's joint
+projection); box_qp none (its Y is the set of ``inner_prox``).
 """
 
 from __future__ import annotations
@@ -206,10 +200,6 @@ class _Constrained(Problem):
 
     def init_inner(self, lam, generator):
         return torch.zeros(self.dim_inner, dtype=torch.float64, device=self.device)
-
-    def inner_nonsmooth(self, theta: Tensor, lam: Tensor) -> Tensor:
-        """r(θ; λ) at a feasible θ (0 for an indicator)."""
-        return torch.zeros((), dtype=theta.dtype, device=theta.device)
 
     def optimal_value(self):
         return self._answer()[1]

@@ -63,7 +63,7 @@ def prox_separable(problem: Problem | type[Problem]) -> bool:
     soft-threshold): the declaration that the implicit entries may use the proximal
     fixed-point optimality condition of :func:`implicit_hypergradient`."""
     cls = problem if isinstance(problem, type) else type(problem)
-    return has_inner_prox(cls) and bool(getattr(cls, "inner_prox_separable", False))
+    return has_inner_prox(cls) and bool(cls.inner_prox_separable)
 
 
 class FreeCoordinates:

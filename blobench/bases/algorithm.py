@@ -100,11 +100,25 @@ class Algorithm(ABC):
                 return reason
         return self.applies_to(problem, params)
 
+    #: True for an entry built to handle a constrained / non-smooth lower level
+    #: (:meth:`Problem.inner_prox`): it differentiates the proximal steps (the unrolled
+    #: estimators), or its iteration projects / takes prox steps and its λ direction carries the
+    #: constraint's or r's dependence on λ (meha, lv_hba, gaffo). The default is False: an entry
+    #: that sees only the smooth g would leave θ infeasible and, where λ enters only the
+    #: constraint or r (∇_λ g = ∇_λ f = 0), never move λ from λ₀ — so it is refused.
+    handles_inner_prox: ClassVar[bool] = False
+
     def constrained_reason(self, problem: type[Problem]) -> str | None:
         """Why this entry does not run on a problem with a constrained / non-smooth lower level
-        (one that overrides :meth:`Problem.inner_prox`), or None (the default here: an entry
-        outside :class:`DoubleLoop` judges it in :meth:`applies_to`)."""
-        return None
+        (one that overrides :meth:`Problem.inner_prox`), or None. The default: it runs only if
+        it declares :attr:`handles_inner_prox` (the implicit entries decide by the prox's
+        separability: :class:`ImplicitDoubleLoop`); the reason names the entries that apply."""
+        if self.handles_inner_prox:
+            return None
+        return (f"{self.name} ignores the lower level's constraint / non-smooth part "
+                "(Problem.inner_prox): its steps see only the smooth g, so θ leaves the "
+                "feasible set and, where λ enters only the constraint or r, λ stays at λ₀; "
+                f"entries that apply: {CONSTRAINED_ENTRIES}")
 
     @abstractmethod
     def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
@@ -114,6 +128,16 @@ class Algorithm(ABC):
     @abstractmethod
     def step(self, problem: Problem, state: State) -> State:
         """One outer iteration."""
+
+
+#: the registered entries that run on a constrained / non-smooth lower level (named in every
+#: refusal; tests/test_constrained_refusal.py checks this list against the registry)
+CONSTRAINED_ENTRIES = (
+    "unrolled, truncated, forward_mode, bda, iaptt_gm (they differentiate the proximal "
+    "steps); exact, implicit_cg, neumann, fixed_point, nystrom, one_step, approxgrad (the "
+    "proximal fixed point, where the problem declares its prox separable); meha (a "
+    "λ-independent set or a regularizer smooth in λ); lv_hba, gaffo (constraint sets, also "
+    "coupled to λ) — docs/lower-levels.md")
 
 
 #: the family of the estimators that differentiate the T-step map itself (RHG, truncated,
@@ -241,19 +265,9 @@ class DoubleLoop(Algorithm):
 
     params = DOUBLE_LOOP_PARAMS
 
-    #: True for entries whose hypergradient is that of the proximal inner steps (the unrolled
-    #: estimators): the inner solvers apply :meth:`Problem.inner_prox` at every step, but an
-    #: estimator built on ∇_θ g = 0 or on the unconstrained dynamics would still be wrong
-    handles_inner_prox: ClassVar[bool] = False
-
-    def constrained_reason(self, problem: type[Problem]) -> str | None:
-        """A double-loop entry runs on a constrained lower level only if it declares
-        :attr:`handles_inner_prox` (implicit entries: see :class:`ImplicitDoubleLoop`)."""
-        if self.handles_inner_prox:
-            return None
-        return (f"{self.name}'s hypergradient ignores the lower level's constraint / "
-                "non-smooth part (Problem.inner_prox); the unrolled estimators (unrolled, "
-                "truncated, forward_mode, bda) differentiate the proximal steps")
+    # handles_inner_prox (Algorithm): the inner solvers apply Problem.inner_prox at every step,
+    # but an estimator built on ∇_θ g = 0 or on the unconstrained dynamics is still wrong there;
+    # the unrolled estimators, whose hypergradient is that of the proximal steps, declare it
 
     def init(self, problem: Problem, theta0: Tensor, lam0: Tensor, generator: torch.Generator
              ) -> State:
@@ -329,9 +343,10 @@ class ImplicitDoubleLoop(DoubleLoop):
         separable (``inner_prox_separable``, :func:`blobench.autodiff.implicit_hypergradient`)."""
         if autodiff.prox_separable(problem):
             return None
-        return ("the implicit function theorem of ∇_θ g = 0 does not hold on this constrained "
-                "lower level (Problem.inner_prox) and the problem does not declare "
-                "inner_prox_separable (for the proximal fixed-point condition)")
+        return (f"{self.name}: the implicit function theorem of ∇_θ g = 0 does not hold on "
+                "this constrained lower level (Problem.inner_prox) and the problem does not "
+                "declare inner_prox_separable (for the proximal fixed-point condition); "
+                f"entries that apply: {CONSTRAINED_ENTRIES}")
 
     def hypergradient(self, problem: Problem, state: State) -> tuple[Tensor, Tensor]:
         lam = state.lam.detach()

@@ -26,6 +26,9 @@ from blobench.contracts.params import Param, resolve
 
 Batch = Any  # whatever the problem's samplers return; None means the full batch
 
+#: the values of :attr:`Problem.inner_prox_kind` (None: not declared)
+PROX_KINDS = ("indicator", "coupled_indicator", "regularizer")
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -79,6 +82,17 @@ class Problem(ABC):
     formulation: ClassVar[str | None] = None
     #: default budget per size (a size missing here uses ``Budget()``)
     budgets: ClassVar[dict[str, Budget]] = {}
+    #: what the non-smooth part r(θ; λ) of a lower level with :meth:`inner_prox` is (one of
+    #: :data:`PROX_KINDS`): "indicator" (of a λ-independent closed convex set Y),
+    #: "coupled_indicator" (of {θ ∈ Y, c(θ, λ) ≤ 0}: the set moves with λ,
+    #: :meth:`inner_coupled_constraints`) or "regularizer" (finite, smooth in λ,
+    #: :meth:`inner_nonsmooth`); None: not declared (methods that need to know refuse)
+    inner_prox_kind: ClassVar[str | None] = None
+    #: True when prox_{ηr} acts coordinate-wise: coordinate i depends on z_i and λ only, with
+    #: ∂/∂z_i ∈ {0, 1} (a box, with bounds possibly depending on λ, or a soft-threshold) — the
+    #: declaration that the implicit entries may differentiate the proximal fixed point
+    #: (:func:`blobench.autodiff.implicit_hypergradient`)
+    inner_prox_separable: ClassVar[bool] = False
 
     def __init__(self, size: str = "quick", seed: int = 0, device: str | torch.device = "cpu",
                  **overrides: Any) -> None:
@@ -183,6 +197,35 @@ class Problem(ABC):
         θ ← prox_{η r}(θ − η ∇_θ g(θ, λ)) (Beck & Teboulle 2009; proximal gradient)."""
         return NotImplemented
 
+    # Optional hooks of a constrained lower level, read by the methods built for one (meha,
+    # lv_hba, gaffo; blobench/bases/constrained.py) beside ``inner_prox`` and
+    # ``inner_prox_kind``; ``problem.has(name)`` tells which a problem overrides
+    # (docs/lower-levels.md, "Constrained lower levels").
+    def inner_nonsmooth(self, theta: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """r(θ; λ) at a feasible θ, a scalar differentiable in λ (∂_λ r for value-function
+        gradients; e^λ‖θ‖₁ for the Lasso), or ``NotImplemented`` (the default: r does not
+        depend on λ — a smooth lower level or a λ-independent set, where r = 0 at feasible θ)."""
+        return NotImplemented
+
+    def inner_coupled_constraints(self, theta: torch.Tensor, lam: torch.Tensor
+                                  ) -> torch.Tensor:
+        """c(θ, λ), the m constraints c ≤ 0 that couple θ and λ (flat, differentiable in both),
+        or ``NotImplemented`` (the default: m = 0)."""
+        return NotImplemented
+
+    def inner_uncoupled_projection(self, theta: torch.Tensor) -> torch.Tensor:
+        """The Euclidean projection onto the λ-independent part Y of the feasible set, or
+        ``NotImplemented`` (the default: Y = the set of ``inner_prox`` for an "indicator", else
+        ℝ^d)."""
+        return NotImplemented
+
+    def project_feasible(self, theta: torch.Tensor, lam: torch.Tensor,
+                         lam_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection of the pair (θ, λ) onto {(θ, λ): θ ∈ Y, c(θ, λ) ≤ 0} in the metric
+        ‖Δθ‖² + ``lam_weight``·‖Δλ‖², or ``NotImplemented`` (the default: without coupled
+        constraints it is (Proj_Y θ, λ))."""
+        return NotImplemented
+
     # ------------------------------------------------------ optional analytic oracles
     # Closed-form derivatives of g that the engine (blobench.autodiff) uses instead of
     # autodiff when a problem overrides them: they cut the per-call overhead of autograd on
@@ -264,6 +307,9 @@ class Problem(ABC):
                 shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                 raise PluginError(f"{where}: {label} returned {shape}, expected a flat "
                                   f"tensor of length {dim}")
+        if self.inner_prox_kind not in (None, *PROX_KINDS):
+            raise PluginError(f"{where}: inner_prox_kind = {self.inner_prox_kind!r}, expected "
+                              f"None or one of {PROX_KINDS}")
         for label, fn in (("inner_loss", self.inner_loss), ("outer_loss", self.outer_loss)):
             value = fn(theta0, lam0)
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
