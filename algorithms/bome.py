@@ -27,18 +27,34 @@ decreasing as O(1/k) while μ_k grows like k). The same ξ_k moves λ (the paper
 None → the problem's inner step. Gradients use one inner and one outer mini-batch per step
 from the problem's samplers (full batch when they return None).
 
-Stochastic oracles (issue 14). The paper's analysis uses exact gradients. With a fixed batch
-size BOME does not reach λ* on ``finite_sum_quadratic`` quick (relative error 4.2 after 2,000
-steps with batches of 64, not moving): the noise of ∇_θ g_B keeps ‖∇q̂‖ away from 0, so μ_k
-stays O(1) and the λ step follows ∇_λ f with almost no implicit correction (μ_k ∇_λ q̂ is what
-carries it, and it needs μ_k → ∞ as θ → θ*). A decreasing step would not remove that bias (it is
-in the direction, not in its noise); larger batches do: ``batch_growth`` = ρ > 1 takes ⌈ρ^k⌉ of
-the problem's mini-batches at step k (the full sum once they cover it; Friedlander & Schmidt
-2012), after which the exact-gradient behaviour follows (ρ = 1.05, η = 0.05 from batches of 16:
-3.5 after 400 steps, 2.2 after 800, start 5.8; ``tests/test_fidelity_minibatch.py``). The rate
-is slow here for the reason above (μ_k grows like k, the step ξ_k shrinks like 1/k; with exact
-gradients and the full-batch 1/L, twice the batch-16 step: 1.0 after 1,000 steps at η = 0.5,
-0.47 at η = 0.05; from batches of 16 at ρ = 1.05: 0.70 after 3,000). ρ = 1 is the default.
+Why BOME stalled at the defaults, and the converging setting (issue 14; measured on
+``finite_sum_quadratic`` quick, relative error ‖λ − λ*‖/‖λ*‖ from 5.8, seed 0):
+
+- **The step.** The default ξ_k = (1/L)/(1 + μ_k) is stable, but μ_k grows like k (as θ → θ*,
+  ∇q̂ → 0 and μ_k ≈ −⟨∇f, ∇q̂⟩/‖∇q̂‖² ~ 1/‖θ − θ*(λ)‖: the barrier term φ_k = η‖∇q̂‖² fades
+  with ∇q̂), so ξ_k ∝ 1/k and λ travels only ∝ log k: full batch, η = 0.5, 0.89 after 2,000
+  steps. A constant ξ (the paper's Algorithm 1) does not converge either: μ_k saturates where
+  the θ step reaches its stability edge (ξ μ_k L ≈ 1.7) and λ settles at a distance ∝ ξ (full
+  batch, T = 100: 0.107 at ξ = 0.1, 0.325 at ξ = 0.3) — the paper's convergence bound has a term
+  that grows with ξ, and its theorem takes ξ small with the horizon K (as we read it,
+  ξ ∝ K^{-1/2}; verify). ``decay`` = a makes the given steps anytime-decaying,
+  ξ_k = ``lr`` · ((k + k₀)/k₀)^{-a} (k₀ = ``decay_shift``; ``outer_lr`` likewise), and with
+  a = 1/2 the distance shrinks like ξ_k: full batch, ξ = 0.3, k₀ = 100, T = 30: 0.091 after 1,500
+  steps, 0.062 after 3,000 (log-log slope −0.55).
+- **The inner steps.** ϑ_T starts at θ_k, so ∇_λ q̂ = J (I − (I − αH)^T)(θ − θ*) carries only
+  the part of θ − θ* that T steps resolve: the implicit term becomes J (I − (I − αH)^T) H⁻¹∇_θ f,
+  a bias that stays as λ converges. T = 10 (the paper's) leaves a floor of 0.19 here (H's
+  condition number ≈ 20); T = 30 is at the T = 100 figures above.
+- **η** matters little once the above are set (η = 0.05 or 0.5: 0.066 and 0.062 after 3,000).
+- **Mini-batches.** The paper's analysis uses exact gradients. With a fixed batch size the
+  noise of ∇_θ g_B keeps ‖∇q̂‖ away from 0, so μ_k stays O(1) and λ follows ∇_λ f with almost
+  no implicit correction: the estimate is biased, and λ stays far from λ* at every batch size
+  below the full sum (≈ 2.9 after 3,000 steps at the setting above with batches of 16 and of 64
+  of the 128 samples; 2,000 steps at the old defaults with 64: 4.2). Growing batches remove it:
+  ``batch_growth`` = ρ > 1 takes ⌈ρ^k⌉ of the problem's mini-batches at step k (the full sum
+  once they cover it; Friedlander & Schmidt 2012). ``lr=0.3, decay=0.5, decay_shift=100,
+  inner_steps=30, batch_growth=1.005`` from batches of 16: 0.176 after 1,500 steps, 0.106 after
+  3,000 (``tests/test_fidelity_minibatch.py``). ρ = 1 and a = 0 are the defaults.
 
 Cost per step: T + 2 inner gradients + 1 outer gradient; memory O(dim θ + dim λ).
 """
@@ -63,6 +79,10 @@ class BOME(SingleLoop):
         "outer_lr": Param(float, None, "a separate constant step on λ; None = ξ (the paper's "
                           "single step)", optional=True, **POSITIVE),
         "eta": Param(float, 0.5, "η: φ_k = η‖∇q̂‖² (barrier strength)", **POSITIVE),
+        "decay": Param(float, 0.0, "a: the given lr / outer_lr decay as ((k + k₀)/k₀)^-a "
+                       "(0 = constant, the paper's; the adaptive default step does not)",
+                       low=0.0),
+        "decay_shift": Param(int, 1, "k₀ of that decay", low=1),
         "batch_growth": Param(float, 1.0, "ρ: the mini-batches at step k hold ⌈ρ^k⌉ sampler "
                               "batches (the full sum once that covers it); 1 = fixed",
                               low=1.0),
@@ -86,8 +106,10 @@ class BOME(SingleLoop):
         mu = max(self.eta * q_sq - inner_prod, 0.0) / q_sq if q_sq > 0 else 0.0
         state.extra["multiplier"] = mu
         state.extra["value_theta"] = value_theta
-        xi = or_default(self.lr, problem.inner_step_size(lam) / (1.0 + mu))
+        decay = ((state.extra["k"] + self.decay_shift) / self.decay_shift) ** -self.decay
+        xi = problem.inner_step_size(lam) / (1.0 + mu) if self.lr is None else self.lr * decay
         state.theta = theta - xi * (f_theta + mu * q_theta)
-        sgd_outer_step(state, f_lam + mu * q_lam, or_default(self.outer_lr, xi))
+        sgd_outer_step(state, f_lam + mu * q_lam,
+                       xi if self.outer_lr is None else self.outer_lr * decay)
         state.extra["k"] += 1
         return state

@@ -25,6 +25,18 @@ in θ when ‖∇²_θθ f‖ ≤ L); λ at γ_λ = None → 0.1 · ``problem.ou
 the PL property): F_γ = f + γ ‖∇_θ g‖², ∇_λ F_γ = ∇_λ f + 2γ J ∇_θ g, ∇_θ F_γ = ∇_θ f +
 2γ H ∇_θ g (Hessian- and mixed-vector products; no ẑ), θ at 1/(L (1 + 2γL)). At a θ-stationary
 point 2γ ∇_θ g = −H⁻¹ ∇_θ f, so ∇_λ F_γ is the IFT formula at θ_γ (θ_γ − θ* = O(1/γ)).
+Mini-batches (issue 14). By default every gradient is full batch — the paper's algorithm and
+analysis are deterministic — and the problem's samplers are not used (on a finite-sum problem one
+step costs the full sums). ``batch_growth`` = ρ makes it stochastic: each outer step draws one
+inner and one outer batch of ⌈ρ^k⌉ sampler mini-batches (:func:`~blobench.bases.single_loop.
+grown_batch`; the full sum once they cover it) and takes every gradient of that step (the ẑ
+steps, the θ steps, ∇_λ F_γ) on them. With a fixed size (ρ = 1) the estimate is biased, not
+merely noisy: ẑ minimizes the batch's g_B, and ∇_λ g_B(θ) − ∇_λ g_B(ẑ_B) is a difference
+quotient of the batch value function v_B, whose mean is not ∇v (the mean of minima is not the
+minimum of the mean); so λ stays in a ball around the penalized optimum whose radius shrinks
+with the batch size (measured on ``finite_sum_quadratic`` quick, γ = 30, 1,500 steps: see
+``tests/test_fidelity_minibatch.py``). Growing batches (ρ > 1) remove the bias and the noise.
+
 Cost per outer step (value mode): T + theta_steps + 1 inner gradients (with ∇_λ g),
 theta_steps + 1 outer gradients; no second derivatives (gradient mode: theta_steps + 1 HVPs).
 Memory O(dim θ + dim λ).
@@ -33,23 +45,31 @@ Memory O(dim θ + dim λ).
 from __future__ import annotations
 
 from blobench import autodiff
-from blobench.bases.single_loop import SingleLoop, or_default, outer_lr_default, sgd_outer_step
+from blobench.bases.single_loop import (
+    SingleLoop,
+    grown_batch,
+    or_default,
+    outer_lr_default,
+    sgd_outer_step,
+)
 from blobench.contracts.params import POSITIVE, Param
 
 
-def gradient_penalty_grads(problem, theta, lam, gamma: float):
-    """G-PBGD's (∇_λ F_γ, ∇_θ F_γ) for F_γ = f + γ ‖∇_θ g‖² (full batches)."""
-    f_theta, f_lam = autodiff.outer_grads(problem, theta, lam)
-    ops = autodiff.InnerDerivatives(problem, theta, lam)
+def gradient_penalty_grads(problem, theta, lam, gamma: float, inner=None, outer=None):
+    """G-PBGD's (∇_λ F_γ, ∇_θ F_γ) for F_γ = f + γ ‖∇_θ g‖² (on the given batches; None =
+    full)."""
+    f_theta, f_lam = autodiff.outer_grads(problem, theta, lam, outer)
+    ops = autodiff.InnerDerivatives(problem, theta, lam, inner)
     w = 2.0 * gamma * ops.grad
     return f_lam + ops.mixed(w), f_theta + ops.hvp(w)
 
 
-def value_penalty_grads(problem, theta, z, lam, gamma: float):
-    """(∇_λ F_γ, ∇_θ F_γ) at (θ, λ) with the inner minimizer estimate ẑ (full batches)."""
-    f_theta, f_lam = autodiff.outer_grads(problem, theta, lam)
-    g_theta, g_lam = autodiff.inner_grads(problem, theta, lam)
-    _, g_lam_at_z = autodiff.inner_grads(problem, z, lam)
+def value_penalty_grads(problem, theta, z, lam, gamma: float, inner=None, outer=None):
+    """(∇_λ F_γ, ∇_θ F_γ) at (θ, λ) with the inner minimizer estimate ẑ (on the given
+    batches; None = full)."""
+    f_theta, f_lam = autodiff.outer_grads(problem, theta, lam, outer)
+    g_theta, g_lam = autodiff.inner_grads(problem, theta, lam, inner)
+    _, g_lam_at_z = autodiff.inner_grads(problem, z, lam, inner)
     return f_lam + gamma * (g_lam - g_lam_at_z), f_theta + gamma * g_theta
 
 
@@ -68,6 +88,9 @@ class VPBGD(SingleLoop):
                           optional=True, **POSITIVE),
         "outer_lr": Param(float, None, "step on λ; None = 0.1 × the problem's default",
                           optional=True, **POSITIVE),
+        "batch_growth": Param(float, None, "None: full batches (the paper's); ρ ≥ 1: each step "
+                              "on ⌈ρ^k⌉ sampler mini-batches (1 = fixed size)", optional=True,
+                              low=1.0),
         "mode": Param(str, "value", "penalty: value gap g − v (V-PBGD) or ‖∇_θ g‖² (G-PBGD)",
                       choices=("value", "gradient")),
     }
@@ -75,7 +98,14 @@ class VPBGD(SingleLoop):
     def setup(self, problem, state):
         state.extra["z"] = state.theta.clone()
 
-    def theta_phase(self, problem, state, steps: int) -> None:
+    def batches(self, problem, state) -> tuple:
+        """This step's (inner, outer) batches: (None, None) = full, unless ``batch_growth``."""
+        if self.batch_growth is None:
+            return None, None
+        return tuple(grown_batch(problem, state, level, self.batch_growth)
+                     for level in ("inner", "outer"))
+
+    def theta_phase(self, problem, state, steps: int, inner=None, outer=None) -> None:
         """``steps`` gradient steps on θ along ∇_θ F_γ at the current λ and ẑ."""
         lam = state.lam.detach()
         s = or_default(self.inner_lr, problem.inner_step_size(lam))
@@ -83,25 +113,29 @@ class VPBGD(SingleLoop):
         lr = s / (1.0 + 2.0 * self.penalty / s) if gradient_mode else s / (1.0 + self.penalty)
         for _ in range(steps):
             if gradient_mode:
-                _, direction = gradient_penalty_grads(problem, state.theta, lam, self.penalty)
+                _, direction = gradient_penalty_grads(problem, state.theta, lam, self.penalty,
+                                                      inner, outer)
             else:
-                f_theta, _ = autodiff.outer_grads(problem, state.theta, lam)
-                g_theta = autodiff.inner_grad(problem, state.theta, lam)
+                f_theta, _ = autodiff.outer_grads(problem, state.theta, lam, outer)
+                g_theta = autodiff.inner_grad(problem, state.theta, lam, inner)
                 direction = f_theta + self.penalty * g_theta
             state.theta = state.theta - lr * direction
 
     def step(self, problem, state):
         lam = state.lam.detach()
+        inner, outer = self.batches(problem, state)
         if self.mode == "gradient":
-            self.theta_phase(problem, state, self.theta_steps)
-            grad_lam, _ = gradient_penalty_grads(problem, state.theta, lam, self.penalty)
+            self.theta_phase(problem, state, self.theta_steps, inner, outer)
+            grad_lam, _ = gradient_penalty_grads(problem, state.theta, lam, self.penalty,
+                                                 inner, outer)
         else:
             lr = or_default(self.inner_lr, problem.inner_step_size(lam))
             state.extra["z"] = autodiff.gradient_descent(problem, state.extra["z"], lam,
-                                                         self.inner_steps, lr)
-            self.theta_phase(problem, state, self.theta_steps)
+                                                         self.inner_steps, lr,
+                                                         sample=lambda: inner)
+            self.theta_phase(problem, state, self.theta_steps, inner, outer)
             grad_lam, _ = value_penalty_grads(problem, state.theta, state.extra["z"], lam,
-                                              self.penalty)
+                                              self.penalty, inner, outer)
         sgd_outer_step(state, grad_lam, outer_lr_default(self.outer_lr, problem))
         state.extra["k"] += 1
         return state
