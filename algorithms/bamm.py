@@ -20,10 +20,17 @@ converge by itself along null(H), and it is the averaged θ-step that makes ∇_
 method needs no strong convexity. The outer direction is the implicit-function hypergradient
 ∇_λ f − J H⁺ ∇_θ f at the optimistic selection in the limit.
 
-Written from the paper's description of Alg. 1 as we read it (verify the exact placement of μ_k
-against the paper before depending on constants: we put it only in the θ-step, the "averaging";
-the authors' released code also has a theoretical schedule with α_k ∝ μ_k³ and η_k
-polynomially decaying; we use constant steps). Defaults
+Verified (issue 22.4) against the authors' released code, vis-opt-group/sl-BAMM
+``merely_convex/strategy3.py`` (mode ``BAMM_CG``; the paper's Algorithm 1 text was not
+reachable, so its equation numbers are not checked): μ_k enters only the θ step, as here — one
+gradient step on (1 − μ_k) g + μ_k f (their ``--BDA`` switch; without it on g alone), μ_k =
+μ₀ ∏_{i≤k}(i+1)/(i+2) ≈ μ₀/(k+2) by default or μ₀/(k+1)^{1/p₀} with α_k ∝ μ_k³ and
+η_k ∝ (k+1)^{−τ/2} under their theoretical schedule (``--thelr``); the multiplier step
+z ← z − η(H z − ∇_θ f) and the λ direction ∇_λ f − ∇²_λθ g · z as above. Deviations: there
+η is an exact line-search step on ½zᵀHz − zᵀ∇_θ f (η = ‖r‖²/rᵀHr, r = Hz − ∇_θ f; ours a
+constant 1/L), z and the λ direction are evaluated at θ_k (before its step is applied) and
+the λ direction uses the previous z_k (ours: θ_{k+1}, z_{k+1}); μ_k ∝ (k+1)^{−½} by default
+here. Defaults
 (ours, measured on ``nonsingleton_bda`` and ``quadratic``): μ₀ = 0.5, p = ½ (Σμ_k = ∞ drives the
 null-space part of θ to the optimistic selection like exp(−2βμ₀√k); the θ-bias on a strongly
 convex lower level is O(μ_k)), β = η = the problem's inner step 1/L, α = 0.1 × the problem's

@@ -29,6 +29,16 @@ coefficients geometrically); σ_k = σ₀ · ``barrier_decay``^k, fixed by defau
 makes the barrier problem stiff (curvature ≈ ‖∇f‖²/σ along ∇g at the boundary) — measured on
 ``quadratic``: θ step sizes fell to 1e-7 and ‖λ − λ*‖/‖λ*‖ was 0.73 after 300 steps.
 
+Verified (issue 22.4) against the authors' released code, vis-opt-group/BVFSM ``BVFSM.py``
+(the ICML / TPAMI texts were not reachable, so equation numbers are not checked): T_z SGD steps
+on g(λ, z) + μ_k‖z‖², T_θ SGD steps on f + θ_k‖θ‖² − σ_k log(·), then one step on λ along the
+same function's λ-gradient, ∇_λ f + ν(∇_λ g(θ) − ∇_λ g(z)) (Danskin for φ_μ) — steps 1-3.
+Deviations: their regularizers carry no ½ (μ‖z‖², θ‖θ‖²); their log's argument is
+g(θ)_detached + n + 1e-8 + φ_μ − g(θ) (n = dim θ), i.e. the value φ_μ + n with the gradient of
+−g, so their ν = σ/(φ_μ + n) stays bounded — ours is the barrier of the papers' relaxed
+constraint with a vanishing slack, ν = σ/(ε_k + φ_μ − g(θ)); λ moves by Adam there (SGD here);
+their schedules are 1/1.1^k, 1/log, 1/k^p, ours geometric.
+
 The slack ε_k is our safeguard, a documented deviation: the paper's barrier
 −σ log(φ_μ − g) is undefined at the regularized minimizer itself when ‖z_μ‖ = 0 (then
 g(z) = φ_μ) and at any θ with g(θ) ≥ φ_μ; ε_k → 0 with the other coefficients restores the

@@ -28,6 +28,16 @@ make f(θ_K) small, not g): K must make the contraction (1 − s μ)^K negligibl
 ``quadratic`` (κ = 10): ‖λ − λ*‖/‖λ*‖ = 8 % at K = 20, 3e-4 at K = 60, 2e-6 at K = 100 (100
 outer steps), hence the check budget at K = 100.
 
+Verified (issue 22.4) against the authors' released numerical example, vis-opt-group/IAPTT-GM
+``experiment/Numerical.py`` (the paper's Algorithm 1 text was not reachable; its equation
+numbers are not checked): K SGD steps of the lower level from the initialization variable,
+f recorded at θ_1 … θ_K, k̃ = the first maximizer (``list.index(max)``), reverse mode of
+f(θ_k̃, λ) into λ and into the initialization (θ at time 0), one SGD step on each at the same
+learning rate, then both clamped to boxes (Proj_Z; ours: ``init_bound``, λ unconstrained) —
+the update above. On a constrained lower level (``Problem.inner_prox``) the K steps are
+proximal and differentiated through the prox (``handles_inner_prox``; tests/
+test_constrained_refusal.py).
+
 Defaults (ours; the authors' released numerical example runs K = 40 with one learning rate
 for λ and z): K = 20, s = the problem's inner step size, α = α_z = the problem's outer step,
 truncation on (``truncation=false`` differentiates θ_K: the initialization auxiliary alone).

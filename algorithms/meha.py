@@ -30,6 +30,17 @@ problem's outer step). Measured (tests/test_lower_level_constrained.py): c̲ = 1
 from λ* while θ was untracked (λ-error 1.2 after 3,000 steps on ``box_qp``); α = 5 × the
 problem's step jumped ``lasso_ho`` onto the θ* = 0 plateau, where every gradient vanishes.
 
+Verified (issue 22.4) against the authors' released implementation, the R package
+SUSTech-Optimization/MEHAHO, ``R/MEHA_ElasticNet.R`` (their notation: F upper, f + g lower with
+g the non-smooth part; the paper's own Algorithm 1 text was not reachable — the search corpus
+holds only its abstract — so its equation numbers are not checked): (1) θ ←
+prox_{η g(x,·)}(θ − η(∇_y f(x, θ) + (θ − y)/γ)); (2) d_x = ∇_x F(x, y)/c_k + ∇_x f(x, y) +
+∇_x g(x, y) − ∇_x f(x, θ) − ∇_x g(x, θ), x ← Proj_X(x − α d_x); (3) d_y = ∇_y F(x, y)/c_k +
+∇_y f(x, y) − (y − θ)/γ at the *new* x, y ← prox_{β g(x,·)}(y − β d_y); c_k = c̲ k^p for
+k = 1, 2, … — steps 1-3 above, in the same order (our (k + 1)^p from k = 0 is the same
+sequence). Deviations: λ is unconstrained (no Proj_X); the defaults (theirs for the elastic
+net: γ = 2, c̲ = 1e-2, p = 0.1, α = 1e-3, β = η = 1e-5).
+
 Applies where the non-smooth part is an indicator of a λ-independent set or a regularizer
 smooth in λ (and to smooth lower levels, r = 0); not to constraints coupling θ
 and λ (``inner_prox_kind = "coupled_indicator"``): there ∂_λ r does not exist and the λ
