@@ -17,7 +17,10 @@ from blobench.bases.algorithm import ImplicitDoubleLoop
 from blobench.contracts.errors import NotApplicable
 from blobench.contracts.params import Param
 
-MAX_DENSE_DIM = 5000
+#: dim θ above which the dense Hessian of every outer step costs more than a whole quick cell
+#: of the other methods (sparse_ho at quick, dim θ = 2,000: 3.4 s per outer step, 342 s for
+#: the cell, the default run's tail — issue 15); implicit_cg solves the same system by CG
+MAX_DENSE_DIM = 1000
 
 
 class Exact(ImplicitDoubleLoop):
@@ -31,7 +34,8 @@ class Exact(ImplicitDoubleLoop):
     def init(self, problem, theta0, lam0, generator):
         if problem.dim_inner > MAX_DENSE_DIM:
             raise NotApplicable(f"exact: dim θ = {problem.dim_inner} is too large for a dense "
-                                f"Hessian (limit {MAX_DENSE_DIM}); use implicit_cg")
+                                f"Hessian per outer step (dim θ Hessian-vector products; limit "
+                                f"{MAX_DENSE_DIM}); use implicit_cg")
         return super().init(problem, theta0, lam0, generator)
 
     def solve(self, problem, ops, b, previous):

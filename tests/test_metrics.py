@@ -370,11 +370,12 @@ def test_reference_points_are_computed_once_per_instance_and_read_back_exactly(
                                                         and math.isnan(record["final"][key]))
 
 
-def test_memory_probe_runs_at_first_and_final_evaluations_and_within_its_budget(monkeypatch):
-    """Issue 15: the replayed-step probe runs at the first and the final expensive evaluation
-    always, and at the ones between only while replays have cost ≤ PROBE_SHARE of the solver
-    time. With a zero share it runs exactly twice; with an unbounded one at every expensive
-    evaluation; the recorded peak is the maximum of the replays that ran."""
+def test_memory_probe_runs_at_the_final_evaluation_and_within_its_budget(monkeypatch):
+    """Issue 15: the replayed-step probe runs at the final expensive evaluation always, and at
+    the ones before only after PROBE_FIRST_AFTER solver seconds and while replays have cost
+    ≤ PROBE_SHARE of the solver time. With a zero share it runs exactly once; with an unbounded
+    one and no wait at every expensive evaluation; a short cell (under PROBE_FIRST_AFTER)
+    replays only its final step; the recorded peak is the maximum of the replays that ran."""
     import dataclasses
 
     from blobench.execution import harness
@@ -388,15 +389,20 @@ def test_memory_probe_runs_at_first_and_final_evaluations_and_within_its_budget(
     monkeypatch.setattr(harness, "step_tensor_peak", probe)
     cells, _ = harness.plan(REG, ["quadratic"], ["implicit_cg"], [0], steps=20, eval_every=1)
     cell = dataclasses.replace(cells[0], expensive_every=2)
+    monkeypatch.setattr(harness, "PROBE_FIRST_AFTER", 0.0)
     monkeypatch.setattr(harness, "PROBE_SHARE", 0.0)
     record = harness.run_cell(REG, cell)
     assert record["status"] == "ok", record["message"]
-    assert len(calls) == 2 and record["peak_tensor_mib"] == 2.0
+    assert len(calls) == 1 and record["peak_tensor_mib"] == 1.0
     calls.clear()
     monkeypatch.setattr(harness, "PROBE_SHARE", float("inf"))
     record = harness.run_cell(REG, cell)
     expensive = 11  # evaluations 0, 2, ..., 20 of the 21
     assert len(calls) == expensive and record["peak_tensor_mib"] == float(expensive)
+    calls.clear()
+    monkeypatch.setattr(harness, "PROBE_FIRST_AFTER", float("inf"))
+    record = harness.run_cell(REG, cell)
+    assert len(calls) == 1 and record["peak_tensor_mib"] == 1.0
 
 
 @pytest.mark.parametrize("name", ["nonsingleton_bda", "nonsingleton_flat",

@@ -12,10 +12,12 @@ hypergradient quality are the problem instance's, computed once
 (:func:`blobench.execution.metrics.shared_references`).
 The live-tensor peak of one step (``peak_tensor_mib``) is the maximum over the states of the
 expensive evaluations (a step's live tensors can depend on the state: replaying only the last
-state's changed penalty_synthetic's figure): always at the first and the final one, and at the
-ones between while the replays have cost at most :data:`PROBE_SHARE` of the solver time so
-far — a replay runs under a dispatch mode that sees every op, 5–30× a plain step on small
-problems, which made the probe alone 14–60 % of solver time (issue 15).
+state's changed penalty_synthetic's figure): always at the final one, and at the ones before
+once the cell has spent :data:`PROBE_FIRST_AFTER` seconds in its solver and while the replays
+have cost at most :data:`PROBE_SHARE` of the solver time so far — a replay runs under a
+dispatch mode that sees every op, 5–30× a plain step on small problems, which made the probe
+alone 14–60 % of solver time (issue 15). A cell stopped by a timeout or a crash keeps the peak
+of the replays before it (none for a cell that stopped within its first second).
 """
 
 from __future__ import annotations
@@ -192,8 +194,11 @@ HEARTBEAT = 1.0
 #: the growth rule of divergence: see :class:`Growth`
 GROWTH = 1e6
 #: replays of a step for its live-tensor peak at intermediate expensive evaluations stop once
-#: they have cost this share of the solver time (the first and final ones always run)
+#: they have cost this share of the solver time (the final one always runs)
 PROBE_SHARE = 0.1
+#: solver seconds before the first intermediate replay (a short cell replays its final step
+#: only: one replay costs 5–30 plain steps)
+PROBE_FIRST_AFTER = 1.0
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
@@ -315,8 +320,8 @@ def run_cell(registry: Registry, cell: Cell, report: Callable[[dict[str, Any]], 
                 row.update(evaluate_state(problem, state, theta0, lam0, expensive=expensive,
                                           retrainer=retrainer))
             nonlocal tensor_peak, probe_seconds
-            if expensive and (final or tensor_peak is None
-                              or probe_seconds <= PROBE_SHARE * solver_seconds):
+            if expensive and (final or (solver_seconds >= PROBE_FIRST_AFTER
+                                        and probe_seconds < PROBE_SHARE * solver_seconds)):
                 t_probe = time.perf_counter()
                 try:
                     peak = step_tensor_peak(algorithm, problem, state)

@@ -1,6 +1,7 @@
 """The processes of a run die with it, even after ``kill -9`` of the main process (issue 18).
 
-A cell runs in a child of multiprocessing's fork server. Left alone, ``kill -9`` of the main
+A cell runs in a worker process, a child of multiprocessing's fork server that runs cells one
+after the other (:mod:`blobench.execution.isolation`). Left alone, ``kill -9`` of the main
 process orphans everything: each child inherits the write end of the fork server's "alive"
 pipe (the server exits only when every copy is closed) and of the resource tracker's pipe,
 nobody kills a hung cell, and the fork server's ``pymp-*`` temporary folder stays. Here:
@@ -94,9 +95,18 @@ def cell_lifeline(result_fd: int, cell_timeout: float | None) -> None:
     die_with_parent()
     _release_forkserver_pipe()
     watch_reader(result_fd)
+    arm_alarm(cell_timeout)
+
+
+def arm_alarm(cell_timeout: float | None) -> None:
+    """Kill this process in the kernel (SIGALRM's default action) :data:`ALARM_GRACE` seconds
+    after ``cell_timeout``; None (or infinite) disarms it. A worker that runs cell after cell
+    re-arms it for each cell and disarms it between cells."""
     if cell_timeout is not None and math.isfinite(cell_timeout):
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(max(1, math.ceil(cell_timeout + ALARM_GRACE)))
+    else:
+        signal.alarm(0)
 
 
 # ------------------------------------------------------------- in the fork server only

@@ -17,7 +17,12 @@ Before the first measurement in a process, :func:`warm_up` runs the kinds of ope
 algorithm uses (autograd, double backward, linear algebra) once, so that the lazy
 initialization of libraries (tens of MiB the first time) is not charged to the first cell.
 RSS still only sees memory the allocator asks from the OS: freed blocks are reused, so for
-small problems the growth of a computation graph can stay invisible in it.
+small problems the growth of a computation graph can stay invisible in it — and in a worker
+that ran cells before (:mod:`blobench.execution.isolation`; it gives freed pages back with
+``malloc_trim`` between cells) a few MiB of first-use allocations that a fresh process
+charges to its first cell are not seen again (measured: sparse_ho × unrolled 6.0 MiB fresh,
+1.0 MiB in a reused worker; 45 vs 46 MiB on reweight_digits × implicit_cg). The live-tensor
+peak below does not depend on the process's history.
 
 **Live tensor bytes** (:func:`step_tensor_peak`, method ``"torch_live_tensors"``): one outer
 step is replayed on a deep copy of the state, outside the timed region, under a

@@ -40,7 +40,7 @@ from typing import Any
 
 from blobench.contracts.errors import UserError
 from blobench.execution.harness import Cell, cell_version, run_cell
-from blobench.execution.isolation import run_cell_isolated, start_server
+from blobench.execution.isolation import run_cell_isolated, shutdown_workers, start_server
 from blobench.execution.progress import Progress, order_cells, progress_mode, record_seconds
 from blobench.execution.registry import Registry
 from blobench.execution.store import ResultsStore
@@ -224,4 +224,5 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
     finally:
         bar.close()
         summary.wall_seconds = time.perf_counter() - t0
+        shutdown_workers()
     return summary
