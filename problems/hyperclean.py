@@ -26,11 +26,17 @@ g is μ-strongly convex. With p_i = softmax(x_iᵀW), H = ∇²_θθ g, v = H⁻
     dF/dλ = −J v                                                   (IFT; Pedregosa 2016)
 
 Ground truth (dense Hessians of 7,850² are not formed): θ*(λ) by Newton-CG
-(:func:`blobench.toolkit.glm.newton_cg`) to ‖∇_θ g‖ ≤ ``gt_tol`` (1e-10 in float64, 1e-4 in
-float32), cached per λ and warm-started; ``exact_hypergradient`` solves H v = ∇_θ f by CG to
-a relative residual ≤ ``gt_tol`` (the achieved ‖∇_θ g(θ*)‖ and CG residual of the last
-ground truth are reported by :meth:`evaluate` as ``gt_inner_grad_norm`` /
-``gt_cg_residual``). ``exact`` declines (dim θ = 7,850 > its dense limit).
+(:func:`blobench.toolkit.glm.newton_cg`) to ‖∇_θ g‖ ≤ ``gt_tol`` (1e-10), cached per λ and
+warm-started from the latest θ*; ``exact_hypergradient`` solves H v = ∇_θ f by CG to a
+relative residual ≤ ``gt_tol`` (the achieved ‖∇_θ g(θ*)‖ and CG residual of the last ground
+truth are reported by :meth:`evaluate` as ``gt_inner_grad_norm`` / ``gt_cg_residual``).
+A float32 instance (``full``) solves both on a float64 copy of its data
+(:meth:`float64_twin`; same losses, same data rounded to float32 then widened) to
+‖∇_θ g‖ ≤ ``GT_NEWTON_TOL_32`` = 1e-8 and a CG relative residual ≤ ``GT_CG_TOL_32`` = 1e-6,
+and rounds the answers to float32: float32 Newton-CG stalls at ‖∇_θ g‖ ≈ 3e-4 at some λ
+(rounding floor of the 20,000-term gradient), never meets a 1e-4 target there and spent its
+30 damped iterations backtracking (measured at full size: 48.7 CPU-s for one θ*(λ) against
+3 CPU-s where it converges). ``exact`` declines (dim θ = 7,850 > its dense limit).
 
 Sizes: ``quick`` 300 train / 200 validation / 1,000 test (θ still 7,850; seconds);
 ``full`` 20,000 / 5,000 / 10,000 in float32 (benchopt's datacleaning size).
@@ -47,6 +53,8 @@ recall against the corrupted set (:func:`blobench.toolkit.datasets.detection_met
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from blobench.contracts.params import Param, dtype_param, torch_dtype
@@ -55,6 +63,9 @@ from blobench.toolkit import datasets, glm
 from blobench.toolkit.data import load_dataset
 from blobench.toolkit.data.splits import image_features, three_way
 from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
+
+#: ground-truth tolerances of a float32 instance, met on its float64 twin (module docstring)
+GT_NEWTON_TOL_32, GT_CG_TOL_32 = 1e-8, 1e-6
 
 
 class Hyperclean(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
@@ -175,3 +186,35 @@ class Hyperclean(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
                     **datasets.detection_metrics(torch.sigmoid(lam), self.corrupted,
                                                  self.config["flag_threshold"]),
                     **self.ground_truth_metrics()}
+
+    # ------------------------------ ground truth of a float32 instance (module docstring)
+    def float64_twin(self) -> Hyperclean:
+        """This instance with every floating-point tensor widened to float64 (built once; the
+        losses and oracles are the same code); ``self`` itself when it is float64."""
+        if self.dtype == torch.float64:
+            return self
+        twin = self.__dict__.get("_twin")
+        if twin is None:
+            twin = copy.copy(self)
+            for key, value in vars(self).items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    setattr(twin, key, value.double())
+            twin.dtype, twin.gt_tol = torch.float64, GT_NEWTON_TOL_32
+            self._twin = twin
+        return twin
+
+    def _newton(self, lam, latest):  # memoized value: (θ*(λ) in the twin's dtype, ‖∇_θ g‖)
+        twin = self.float64_twin()
+        return glm.IterativeGroundTruth._newton(twin, lam.to(twin.dtype), latest)
+
+    def inner_solution(self, lam):
+        theta, self.gt_inner_grad_norm = self._solutions(lam)
+        return theta.to(self.dtype, copy=True)
+
+    def _hypergradient(self, lam, latest):
+        twin, theta = self.float64_twin(), self._solutions(lam)[0]
+        lam = lam.to(twin.dtype)
+        grad_theta, grad_lam = twin.outer_grads_oracle(theta, lam)
+        tol = self.gt_tol if twin is self else GT_CG_TOL_32
+        v, residual = glm.cg_solve(twin.inner_hessian_operator(theta, lam), grad_theta, tol)
+        return (grad_lam - twin.mixed_oracle(theta, lam, v)).to(self.dtype), residual

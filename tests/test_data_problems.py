@@ -92,6 +92,28 @@ def test_implicit_estimators_match_ground_truth_on_quick_cleaning(registry, algo
     assert rel_error(torch.zeros_like(exact), exact) == 1.0
 
 
+@pytest.mark.parametrize(("name", "overrides"), CASES[:2], ids=IDS[:2])
+def test_float32_ground_truth_is_solved_on_the_float64_twin(registry, name, overrides):
+    """A float32 instance's θ*(λ) and dF/dλ come from its float64 twin (hyperclean /
+    large_n_ho docstrings): float32 answers, a ‖∇_θ g‖ float32 Newton cannot reach (its
+    rounding floor is ~1e-6 here, ~3e-4 at full size), and the float64 instance's values."""
+    wide, _, lam, _ = _point(registry, name, overrides)
+    narrow = registry.problem(name)(size="quick", seed=0, dtype="float32", **overrides)
+    lam32 = lam.float()
+    theta, exact = narrow.inner_solution(lam32), narrow.exact_hypergradient(lam32)
+    assert theta.dtype == exact.dtype == torch.float32
+    assert narrow.gt_inner_grad_norm <= 1e-8 and narrow.gt_cg_residual <= 1e-6
+    # same answer as the float64 instance up to the float32 rounding of the data and of λ
+    torch.testing.assert_close(theta.double(), wide.inner_solution(lam32.double()),
+                               rtol=1e-4, atol=1e-6)
+    want = wide.exact_hypergradient(lam32.double())
+    assert rel_error(exact.double(), want) < 1e-4
+    assert rel_error(-exact.double(), want) > 1.0
+    # the twin is built once and shares nothing mutable with the instance's tensors
+    assert narrow.float64_twin() is narrow.float64_twin() and narrow.x.dtype == torch.float32
+    assert wide.float64_twin() is wide
+
+
 @needs_fashion
 def test_corruption_and_detection(registry):
     prob = registry.problem("hyperclean")(size="quick", seed=0, corruption=0.7)
