@@ -159,6 +159,8 @@ def test_baseline_merge_ranks_new_cells_among_shipped_ones(toy, tmp_path):
     base = tmp_path / "shipped"
     write_leaderboard(reg, ResultsStore(res), base, figures=False, site=False)
     assert (base / "records" / "ridge_ho-quick.parquet").exists()
+    timings = json.loads((base / "cell_seconds.json").read_text())  # the next run's ETA
+    assert set(timings) == {f"ridge_ho|quick|{r['label']}" for r in ResultsStore(res).records()}
     mine = tmp_path / "mine"
     cells, _ = plan(reg, ["ridge_ho"], ["implicit_cg"], [0, 1], steps=6, eval_every=3)
     store = ResultsStore(mine)

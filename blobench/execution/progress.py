@@ -1,16 +1,28 @@
 """Progress of a run: a bar on a terminal, one line per finished cell otherwise, and an ETA.
 
-:class:`Progress` weights each cell by its expected seconds (its earlier record, else the
-means of its problem's and its algorithm's finished cells); :func:`order_cells` runs cells
-with earlier timings longest first. Used by :func:`blobench.execution.runner.run_cells`.
+:class:`Progress` weights each cell by its expected seconds: its earlier record on this
+machine, else its **shipped timing** — the median seconds of the same (problem, size, label)
+in the records the committed leaderboard was made from (``leaderboards/cell_seconds.json``,
+written by ``blobench leaderboard``: :func:`cell_seconds_table`) times this machine's speed
+relative to that one, learned from the cells finished so far — else the means of its
+problem's and its algorithm's finished cells. :func:`order_cells` runs cells longest first
+when every cell has a timing. Used by :func:`blobench.execution.runner.run_cells`.
+
+Why shipped timings (issue 15): a fresh clone has no earlier records, and cell costs span
+three orders of magnitude (forward-mode cells 10–30 s among cells of 0.3 s), so an ETA from
+the cells finished so far was 20–50 % off at 10–75 % of the default run (replayed on a
+measured run); with the shipped timings of another run of the suite it was within 11 %.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 from blobench.execution.harness import Cell
@@ -40,6 +52,42 @@ def record_seconds(record: dict[str, Any]) -> float:
     return max(0.0, record.get("finished", 0.0) - record.get("started", 0.0))
 
 
+#: the shipped timings' file name, in the project's leaderboards/ (module docstring)
+CELL_SECONDS = "cell_seconds.json"
+
+
+def cell_time_key(cell: Cell) -> str:
+    """What a shipped timing is keyed by: the cell's problem, size and label (seeds pooled)."""
+    return f"{cell.problem}|{cell.size}|{cell.label}"
+
+
+def cell_seconds_table(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Median wall seconds per (problem, size, label) of finished records: the shipped
+    timings (module docstring)."""
+    groups: dict[str, list[float]] = {}
+    for record in records:
+        config = record.get("config") or {}
+        if (record.get("status") == "not_applicable" or "problem" not in config
+                or (record.get("cell_seconds") is None and not record.get("finished"))):
+            continue  # a baseline's shipped records carry no timing
+        key = f"{config['problem']}|{config.get('size', 'quick')}|{record.get('label')}"
+        groups.setdefault(key, []).append(record_seconds(record))
+    return {key: round(statistics.median(v), 3) for key, v in sorted(groups.items())}
+
+
+def load_cell_seconds(path: Path) -> dict[str, float]:
+    """The shipped timings at ``path``; empty if it is absent or unreadable (then the ETA
+    learns from the run alone)."""
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    return {str(k): float(v) for k, v in table.items()
+            if isinstance(v, (int, float)) and v >= 0}
+
+
 class Progress:
     """Finished cells with an ETA that weights each cell by its expected seconds.
 
@@ -51,9 +99,12 @@ class Progress:
     """
 
     def __init__(self, cells: list[Cell], prior: dict[str, float], n_jobs: int, mode: str,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.perf_counter):
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.perf_counter,
+                 shipped: dict[str, float] | None = None):
         self.cells = {c.config_id(): c for c in cells}
         self.prior = prior
+        self.shipped = {cid: shipped[cell_time_key(c)] for cid, c in self.cells.items()
+                        if shipped and cell_time_key(c) in shipped}
         self.n_jobs = n_jobs
         self.mode = mode
         self.stream = stream or sys.stderr
@@ -90,17 +141,32 @@ class Progress:
         overall = sum(known) / len(known)
         factor = {k: sum(v) / len(v) / overall if overall > 0 else 1.0
                   for k, v in groups.items()}
+        speed = self.speed()
         now, left = self.clock(), 0.0
         for cid, cell in self.cells.items():
             if cid in self.done:
                 continue
-            expected = self.prior.get(cid, overall * factor.get(("p", cell.problem), 1.0)
-                                      * factor.get(("a", cell.algorithm), 1.0))
+            if cid in self.prior:
+                expected = self.prior[cid]
+            elif cid in self.shipped:
+                expected = self.shipped[cid] * speed
+            else:
+                expected = (overall * factor.get(("p", cell.problem), 1.0)
+                            * factor.get(("a", cell.algorithm), 1.0))
             if cid in self.running:
                 expected = max(0.0, expected - (now - self.running[cid]))
             left += expected
         jobs = self.n_jobs if self.n_jobs > 0 else max(1, len(self.running))
         return left / jobs
+
+    def speed(self) -> float:
+        """This machine's seconds per shipped second: Σ actual / Σ shipped over the finished
+        cells that have a shipped timing (1 until one has finished)."""
+        actual = shipped = 0.0
+        for cid, seconds in self.done.items():
+            if cid in self.shipped:
+                actual, shipped = actual + seconds, shipped + self.shipped[cid]
+        return actual / shipped if shipped > 0 else 1.0
 
     def finished(self, cell: Cell, record: dict[str, Any]) -> None:
         cid = cell.config_id()
@@ -133,13 +199,19 @@ class Progress:
             self.bar.close()
 
 
-def order_cells(cells: list[Cell], prior: dict[str, float]) -> list[Cell]:
-    """Longest first when every cell has an earlier timing (fewer idle cores at the end);
-    otherwise a fixed shuffle, so that the cells done at any time are a fair sample of
-    problems and algorithms alike and the ETA learns both early (in name order the cheap
-    algorithms came first: the ETA was 85 % short at half the run)."""
-    if cells and all(c.config_id() in prior for c in cells):
-        return sorted(cells, key=lambda c: -prior[c.config_id()])
+def order_cells(cells: list[Cell], prior: dict[str, float],
+                shipped: dict[str, float] | None = None) -> list[Cell]:
+    """Longest first when every cell has an earlier or a shipped timing (fewer idle cores at
+    the end; a cell's own earlier timing wins); otherwise a fixed shuffle, so that the cells
+    done at any time are a fair sample of problems and algorithms alike and the ETA learns
+    both early (in name order the cheap algorithms came first: the ETA was 85 % short at half
+    the run)."""
+    table = shipped or {}
+
+    def known(c: Cell) -> float | None:
+        return prior.get(c.config_id(), table.get(cell_time_key(c)))
+    if cells and all(known(c) is not None for c in cells):
+        return sorted(cells, key=lambda c: -(known(c) or 0.0))
     import random
 
     out = list(cells)

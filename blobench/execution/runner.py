@@ -183,7 +183,8 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
               scheduler: str | None = None, cell_timeout: float | None = None,
               isolate: bool = True, progress: bool | str = True,
               on_record: Callable[[dict[str, Any]], None] | None = None,
-              provenance: dict[str, Any] | None = None) -> Summary:
+              provenance: dict[str, Any] | None = None,
+              shipped_seconds: dict[str, float] | None = None) -> Summary:
     """Run every cell not already in ``store`` (all of them with ``force``; with
     ``retry_failed`` also those whose stored record failed: error, diverged, timeout, crashed).
 
@@ -191,6 +192,8 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
     ``progress``: a mode of :func:`progress_mode` ("bar", "lines", "both", "off"), or a bool
     (True: the terminal decides). ``provenance`` (the run's spec, see
     :mod:`blobench.workflows.api`) is stored in each new record as ``run``.
+    ``shipped_seconds``: timings of another run of these cells
+    (:func:`blobench.execution.progress.cell_seconds_table`) for the order and the ETA.
     """
     summary = Summary(n_jobs=n_jobs)
     todo = []
@@ -208,8 +211,8 @@ def run_cells(registry: Registry, cells: Iterable[Cell], store: ResultsStore, *,
         start_server(todo[0].device)  # its one-off start-up is no cell's time
     mode = progress if isinstance(progress, str) else progress_mode(progress)
     prior = prior_seconds(store, todo) if mode != "off" or n_jobs != 1 else {}
-    todo = order_cells(todo, prior)
-    bar = Progress(todo, prior, n_jobs, mode)
+    todo = order_cells(todo, prior, shipped_seconds)
+    bar = Progress(todo, prior, n_jobs, mode, shipped=shipped_seconds)
     t0 = time.perf_counter()
     try:
         for record in _results(todo, registry, n_jobs, backend, scheduler, cell_timeout,

@@ -13,6 +13,7 @@ aggregate) and :mod:`~blobench.reporting.target` (time to target), the figures f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pandas as pd
 
 from blobench.contracts.errors import UserError
 from blobench.contracts.problem import Budget
+from blobench.execution.progress import CELL_SECONDS, cell_seconds_table
 from blobench.execution.registry import Registry, summary_line
 from blobench.execution.store import ResultsStore
 from blobench.execution.validate import page_stem
@@ -211,6 +213,10 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
     written.insert(0, out / "README.md")
     if records_out:
         written += write_records(records, out / "records")
+        timings = cell_seconds_table(records)  # the next fresh run's ETA and order
+        if timings:
+            (out / CELL_SECONDS).write_text(json.dumps(timings, indent=1) + "\n")
+            written.append(out / CELL_SECONDS)
     if site:
         from blobench.reporting.site import write_site
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blobench.workflows.runspec import DEFAULT_SETTINGS, RunSpec
+from blobench.workflows.runspec import DEFAULT_SETTINGS, SHIPPED_TIMINGS, RunSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -67,10 +67,12 @@ class Pipeline:
         ``progress``: "bar", "lines", "off" or None (the spec's ``progress`` and the terminal
         decide: a bar on a TTY, one line per finished cell otherwise; ``TQDM_DISABLE`` off).
         """
+        from blobench.execution.progress import load_cell_seconds
         from blobench.execution.runner import progress_mode, run_cells
 
         spec = self.spec
         return run_cells(self.registry, self.cells, self.store, force=spec.force,
+                         shipped_seconds=load_cell_seconds(SHIPPED_TIMINGS),
                          retry_failed=spec.retry_failed,
                          n_jobs=spec.jobs, backend=spec.backend, scheduler=spec.scheduler,
                          cell_timeout=spec.cell_timeout, isolate=not spec.in_process,

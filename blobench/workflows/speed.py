@@ -172,8 +172,9 @@ def measure_parallel(registry: Registry, seeds: int = 1) -> dict[str, Any]:
 def summarize_run(results: str | Path) -> dict[str, Any]:
     """The latest run recorded in a store: cells, wall, efficiency, ETA error (replayed)."""
     from blobench.execution.harness import Cell
-    from blobench.execution.progress import Progress, record_seconds
+    from blobench.execution.progress import Progress, load_cell_seconds, record_seconds
     from blobench.execution.store import ResultsStore
+    from blobench.workflows.runspec import SHIPPED_TIMINGS
 
     records = [r for r in ResultsStore(results).records() if r.get("run")]
     if not records:
@@ -189,7 +190,9 @@ def summarize_run(results: str | Path) -> dict[str, Any]:
     solver = sum(r["solver_seconds"] or 0 for r in records)
     cells = [Cell(**{k: v for k, v in r["config"].items()}, label=r["label"]) for r in records]
     now = [t0]
-    progress = Progress(cells, {}, jobs, "off", clock=lambda: now[0])
+    # the shipped timings the run read (the committed file: a run of the same commit)
+    progress = Progress(cells, {}, jobs, "off", clock=lambda: now[0],
+                        shipped=load_cell_seconds(SHIPPED_TIMINGS))
     errors = {}
     marks = {max(1, round(f * len(records))): f for f in (0.1, 0.25, 0.5, 0.75)}
     for i, (record, cell) in enumerate(zip(records, cells, strict=True), start=1):

@@ -1,0 +1,75 @@
+"""The progress ETA and cell order with shipped timings (issue 15): a fresh clone's run is
+weighted by the committed leaderboard's cell timings, scaled by this machine's speed."""
+
+from __future__ import annotations
+
+import json
+
+from blobench.execution.harness import plan
+from blobench.execution.progress import (
+    Progress,
+    cell_seconds_table,
+    cell_time_key,
+    load_cell_seconds,
+    order_cells,
+)
+from blobench.execution.registry import get_registry
+
+REG = get_registry()
+
+
+def _cells():
+    cells, _ = plan(REG, ["ridge_ho", "quadratic"], ["implicit_cg", "unrolled", "soba"], [0])
+    return cells
+
+
+def test_eta_scales_shipped_timings_by_the_machine_speed():
+    """Shipped: each cell's time on the reference machine; this machine is 3× slower. After
+    one finished cell the ETA is the rest's shipped seconds × 3 / jobs, exactly."""
+    cells = _cells()
+    shipped = {cell_time_key(c): float(i + 1) for i, c in enumerate(cells)}
+    now = [0.0]
+    bar = Progress(cells, {}, 2, "off", clock=lambda: now[0], shipped=shipped)
+    first = cells[0]
+    now[0] = 3.0
+    bar.finished(first, {"cell_seconds": 3.0 * shipped[cell_time_key(first)], "status": "ok",
+                         "label": first.label})
+    assert bar.speed() == 3.0
+    rest = sum(shipped[cell_time_key(c)] for c in cells[1:])
+    assert abs(bar.eta() - 3.0 * rest / 2) < 1e-9
+    # without shipped timings the ETA is the mean of the finished cells (a different number)
+    plain = Progress(cells, {}, 2, "off", clock=lambda: now[0])
+    plain.finished(first, {"cell_seconds": 3.0, "status": "ok", "label": first.label})
+    assert abs(plain.eta() - 3.0 * (len(cells) - 1) / 2) < 1e-9
+
+
+def test_cells_with_timings_run_longest_first_and_an_own_record_wins():
+    cells = _cells()
+    shipped = {cell_time_key(c): float(i) for i, c in enumerate(cells)}
+    ordered = order_cells(cells, {}, shipped)
+    assert ordered == cells[::-1]
+    prior = {cells[0].config_id(): 100.0}  # this machine's own earlier record
+    assert order_cells(cells, prior, shipped)[0] == cells[0]
+    # a cell without any timing: the fair shuffle (every cell, in another order)
+    partial = {cell_time_key(c): 1.0 for c in cells[1:]}
+    shuffled = order_cells(cells, {}, partial)
+    assert sorted(c.config_id() for c in shuffled) == sorted(c.config_id() for c in cells)
+
+
+def test_the_table_is_the_median_per_problem_size_label_and_survives_a_bad_file(tmp_path):
+    def record(problem, label, seed, seconds, status="ok"):
+        return {"config": {"problem": problem, "size": "quick", "seed": seed}, "label": label,
+                "status": status, "cell_seconds": seconds}
+    table = cell_seconds_table([record("ridge_ho", "soba", 0, 1.0),
+                                record("ridge_ho", "soba", 1, 5.0),
+                                record("ridge_ho", "soba", 2, 2.0),
+                                record("ridge_ho", "exact", 0, 9.0, "not_applicable"),
+                                {"config": {"problem": "quadratic", "size": "quick"},
+                                 "label": "x", "status": "ok"}])  # a baseline: no timing
+    assert table == {"ridge_ho|quick|soba": 2.0}
+    path = tmp_path / "cell_seconds.json"
+    path.write_text(json.dumps(table))
+    assert load_cell_seconds(path) == table
+    path.write_text("{not json")
+    assert load_cell_seconds(path) == {}
+    assert load_cell_seconds(tmp_path / "absent.json") == {}
