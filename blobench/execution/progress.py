@@ -160,13 +160,13 @@ class Progress:
         return left / jobs
 
     def speed(self) -> float:
-        """This machine's seconds per shipped second: Σ actual / Σ shipped over the finished
-        cells that have a shipped timing (1 until one has finished)."""
-        actual = shipped = 0.0
-        for cid, seconds in self.done.items():
-            if cid in self.shipped:
-                actual, shipped = actual + seconds, shipped + self.shipped[cid]
-        return actual / shipped if shipped > 0 else 1.0
+        """This machine's seconds per shipped second: the median of actual / shipped over the
+        finished cells that have a shipped timing (1 until one has finished). A median, so
+        that a cell whose cost changed since the table was made (a refusal that now ends it
+        at once, say) does not skew the rest."""
+        ratios = [seconds / self.shipped[cid] for cid, seconds in self.done.items()
+                  if self.shipped.get(cid, 0.0) > 0]
+        return statistics.median(ratios) if ratios else 1.0
 
     def finished(self, cell: Cell, record: dict[str, Any]) -> None:
         cid = cell.config_id()
