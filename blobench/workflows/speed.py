@@ -19,6 +19,9 @@ into the report's table (goal, target, measured, met, the command that measured 
 - :func:`measure_parallel`: the same sample of cells at ``--n-jobs 1`` and ``--n-jobs 2``
   (fresh stores, isolated cells): speed-up (target ≥ 1.8) and efficiency Σ solver time /
   (wall × n_jobs) (target ≥ 0.8).
+- :func:`blobench.workflows.bench.step_cost.measure_step_cost`: one step of each single-loop
+  stochastic method on ``finite_sum_quadratic`` full over the sum of its oracle calls, each
+  timed alone; target ≤ 2.
 - :func:`summarize_run`: a finished ``blobench run`` read from its store (the records carry
   ``cell_seconds`` and the run's spec): its cells, wall time and efficiency, and how far the
   progress bar's ETA was from the truth at 10/25/50/75 % of the cells (replayed with the
@@ -261,6 +264,10 @@ def goal_rows(report: dict[str, Any]) -> list[str]:
                     f"≥ {p['efficiency_target']:g} | {p['efficiency_2']:.2f} "
                     f"(at 1 job: {p['efficiency_1']:.2f}) | {_met(p['efficiency_met'])} | "
                     "`blobench bench` |")
+    if report.get("step_cost"):
+        from blobench.workflows.bench.step_cost import goal_rows as step_cost_rows
+
+        rows += step_cost_rows(report["step_cost"])
     r = report.get("run")
     if r and r.get("cells"):
         idle = (f"; its cells used {r['cpu_s'] / 60:.1f} CPU-min, i.e. "

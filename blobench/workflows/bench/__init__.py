@@ -26,7 +26,9 @@ three runs of each cell, after one warm-up cell: a forked cell starts with the e
 The benchmark's own speed (startup, per-cell fixed cost, evaluation share, ``--n-jobs``
 speed-up and efficiency, the default run and its ETA) is measured by
 :mod:`blobench.workflows.speed` in the same run and shown first in the report, each goal with
-its target, met or not, and the command that measured it.
+its target, met or not, and the command that measured it; so is the per-step cost of the
+single-loop stochastic methods against their oracle calls timed alone
+(:mod:`blobench.workflows.bench.step_cost`).
 
 Each case runs in this process with ``torch.set_num_threads(1)`` (as cells do). The report
 (JSON + Markdown) records the command, the machine, the load average and every measurement.

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the harness-overhead cells")
     parser.add_argument("--no-goals", action="store_true",
                         help="skip the suite-speed goals (startup, per-cell cost, evaluation, "
-                             "--n-jobs speed-up)")
+                             "single-loop step cost, --n-jobs speed-up)")
     parser.add_argument("--no-kernels", action="store_true",
                         help="skip the hypergradient cost ratios and harness cells")
     parser.add_argument("--suite", default="quick",

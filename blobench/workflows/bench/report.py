@@ -93,6 +93,11 @@ def measure_goals(registry: Registry, log: Callable[[str], None] = print,
     for e in goals["evaluation"]:
         log(f"evaluation {e['problem']} × {e['algorithm']}: "
             f"{100 * (e['evaluation_share'] or 0):.0f} % of solver time")
+    from blobench.workflows.bench.step_cost import measure_step_cost
+
+    goals["step_cost"] = measure_step_cost(registry)
+    log("step / Σ oracle calls: " + ", ".join(
+        f"{r['algorithm']} {r['ratio'] or float('nan'):.2f}" for r in goals["step_cost"]["rows"]))
     goals["parallel"] = speed.measure_parallel(registry)
     log(f"--n-jobs 2 vs 1: {goals['parallel']['speedup']:.2f}x, efficiency "
         f"{goals['parallel']['efficiency_2']:.2f}")
