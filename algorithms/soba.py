@@ -161,14 +161,18 @@ class SABA(SOBA):
         values.update(zip(("f_theta", "f_lam"),
                           per_sample_outer(problem, theta, lam, uniq_j, self.batched),
                           strict=True))
+        # a batch without repeats, in increasing order (the epoch sampler's blocks): inv = 0..b-1
+        plain_i, plain_j = (len(uniq) == len(idx) and bool((uniq == idx).all())
+                            for uniq, idx in ((uniq_i, idx_i), (uniq_j, idx_j)))
         out = {}
         for key, table in state.extra["memory"].items():
-            uniq, inv, idx = ((uniq_i, inv_i, idx_i) if key in ("g_theta", "hv", "jv")
-                              else (uniq_j, inv_j, idx_j))
-            fresh = values[key]
+            uniq, inv, plain = ((uniq_i, inv_i, plain_i) if key in ("g_theta", "hv", "jv")
+                                else (uniq_j, inv_j, plain_j))
+            # h_i(now) − h̄_i once per distinct sample (h̄ at idx = h̄ at uniq, gathered by inv)
+            change = values[key] - table[uniq]
             # SAGA: mean over the batch of (h_i(now) − h̄_i), plus the memory mean
-            out[key] = (fresh[inv] - table[idx]).mean(0) + state.extra["memory_mean"][key]
-            state.extra["memory_mean"][key] = (state.extra["memory_mean"][key]
-                                               + (fresh - table[uniq]).sum(0) / table.shape[0])
-            table[uniq] = fresh
+            mean = state.extra["memory_mean"][key]
+            out[key] = (change if plain else change[inv]).mean(0) + mean
+            state.extra["memory_mean"][key] = mean + change.sum(0) / table.shape[0]
+            table[uniq] = values[key]
         return out
