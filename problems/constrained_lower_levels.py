@@ -27,9 +27,10 @@ at finitely many λ's of a one-dimensional λ, a null set otherwise):
 The bilevel answer λ* (``lam_star``) and F* = F(λ*) (``optimal_value``): for ``box_qp`` the
 stationary point reached by exact hypergradient descent from λ₀, certified by the closed-form
 minimizer of F on its active-set piece (F is quadratic there) having the same active set; for
-the scalar λ of ``lasso_ho`` / ``svm_dual_ho`` the global minimizer over a grid of the
-stated range, refined by bisection on the sign of the exact dF/dλ (F is continuous and
-piecewise smooth). All answers are checked in tests/test_lower_level_constrained.py against
+the scalar λ of ``lasso_ho`` / ``svm_dual_ho`` the best of the local minimizers located by
+bisection on the sign of the exact dF/dλ in every cell of a 241-point grid of the stated range
+where it changes from − to + (F is continuous and piecewise smooth, and may have several
+local minima). All answers are checked in tests/test_lower_level_constrained.py against
 central finite differences of F(λ) = f(θ*(λ), λ).
 
 Each problem declares ``inner_prox_kind`` and ``inner_prox_separable`` and overrides the
@@ -141,27 +142,28 @@ def solve_lasso(gram: Tensor, corr: Tensor, alpha: float, start: Tensor | None =
     return theta, lipschitz * float(torch.linalg.vector_norm(theta - step))
 
 
-def scalar_argmin(value, derivative, low: float, high: float, points: int = 61,
+def scalar_argmin(value, derivative, low: float, high: float, points: int = 241,
                   bisections: int = 60) -> float:
-    """The global minimizer of a continuous, piecewise smooth F on [low, high]: the best point
-    of a grid, refined by bisection on the sign of dF/dλ in the neighbouring cells (a kink
-    minimum is located as the point where the derivative changes sign)."""
-    grid = torch.linspace(low, high, points, dtype=torch.float64)
-    values = [value(float(x)) for x in grid]
-    i = min(range(points), key=values.__getitem__)
-    a = float(grid[max(i - 1, 0)])
-    b = float(grid[min(i + 1, points - 1)])
-    if derivative(a) >= 0:
-        return a
-    if derivative(b) <= 0:
-        return b
-    for _ in range(bisections):
-        mid = 0.5 * (a + b)
-        if derivative(mid) > 0:
-            b = mid
-        else:
-            a = mid
-    return 0.5 * (a + b)
+    """The global minimizer of a continuous, piecewise smooth F on [low, high]: every grid cell
+    [x_j, x_{j+1}] where dF/dλ changes sign from − to + holds a local minimizer (a smooth one or
+    a kink), located by bisection on the sign of dF/dλ; the best of those and of the two ends
+    is returned (F may have several local minima — e.g. ``svm_dual_ho`` with ``ridge`` = 1 —
+    so the best *grid point*'s neighbourhood alone can miss the global one)."""
+    grid = [float(x) for x in torch.linspace(low, high, points, dtype=torch.float64)]
+    slopes = [derivative(x) for x in grid]
+    candidates = [grid[0], grid[-1]]
+    for (a, b), (da, db) in zip(itertools.pairwise(grid), itertools.pairwise(slopes),
+                                strict=True):
+        if not (da < 0 <= db):
+            continue
+        for _ in range(bisections):
+            mid = 0.5 * (a + b)
+            if derivative(mid) > 0:
+                b = mid
+            else:
+                a = mid
+        candidates.append(0.5 * (a + b))
+    return min(candidates, key=value)
 
 
 class _Constrained(Problem):
