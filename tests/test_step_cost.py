@@ -48,3 +48,14 @@ def test_counting_restores_the_problem():
         problem.inner_grad_oracle(problem.init_inner(None, None), problem.init_outer(None))
     assert calls == {"grad_inner": 1}
     assert not any(hook in vars(problem) for hook in step_cost.HOOKS)
+
+
+def test_a_python_loop_over_the_samples_is_seen(monkeypatch):
+    """Mutant: SABA's per-sample values by the reference loop (batched = False) are counted as
+    b oracles of each kind per step; the ratio alone would not show it (each loop call is then
+    priced as a b-sample oracle), the counts above do."""
+    registry = get_registry([])
+    monkeypatch.setattr(registry.algorithm("saba"), "batched", False)
+    row = step_cost.measure_step_cost(registry, size="quick", k=2, rounds=1,
+                                      methods=("saba",))["rows"][0]
+    assert row["calls_per_step"] == {"grad_inner": 16, "grad_outer": 16, "hvp": 16, "mixed": 16}

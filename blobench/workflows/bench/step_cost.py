@@ -33,7 +33,11 @@ costs at most :data:`TARGET` × the sum of its oracle calls, each timed alone:
   batch oracles it stands for (:func:`measure_step_cost`'s ``per_sample_vs_batch``) is
   reported beside it.
 
-Ratios are of times taken in the same run; absolute milliseconds are reported for reading.
+"No Python loop over the samples of a batch" shows in the counts, not in the ratio: SABA's
+reference loop (``batched = False``) makes b oracle calls of each kind per step, each priced
+as a b-sample oracle, so its ratio looks fine while its counts read b × 4
+(tests/test_step_cost.py has that mutant). Ratios are of times taken in the same run;
+absolute milliseconds are reported for reading.
 """
 
 from __future__ import annotations
