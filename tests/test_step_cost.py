@@ -26,6 +26,9 @@ def test_fields_and_rows(result):
     rows = step_cost.goal_rows(result)
     assert len(rows) == len(step_cost.METHODS) + 1
     assert all(row.startswith("| ") and row.endswith(" |") for row in rows)
+    from blobench.workflows.speed import goal_rows  # the report's goal table shows them
+
+    assert goal_rows({"step_cost": result})[2:] == rows
 
 
 def test_calls_counted_per_step(result):
