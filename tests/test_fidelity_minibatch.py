@@ -156,6 +156,40 @@ def test_saba_linear_rate_beats_soba_noise_floor(registry, fsq):
     assert saba < 1e-2 and soba > 10 * saba, (saba, soba)
 
 
+def _soba_fixed_step_errors(registry, prob, seeds=(0, 1, 2)) -> float:
+    """Mean over seeds of SOBA's last-iterate error after 2,000 constant steps (ρ = 1/L_16 =
+    0.498 at every batch size, so that only the batch changes)."""
+    rho = 0.49764036479762636  # finite_sum_quadratic quick's 1/L_b at b = 16
+    return sum(errors(registry, prob, "soba", 2000, seed=s, decay=False, inner_lr=rho)[0]
+               for s in seeds) / len(seeds)
+
+
+@pytest.mark.slow
+def test_soba_noise_ball_shrinks_with_the_batch(registry, fsq, registry_problem_b64):
+    """SOBA's oracles are unbiased, so at constant steps it reaches a noise ball whose radius
+    scales like the oracles' standard deviation, √((n − b)/(b (n − 1))) without replacement:
+    0.378× from b = 16 to 64. Measured (mean of seeds 0–2, 2,000 steps): 0.071 at b = 16, 0.029
+    at 64 (ratio 0.41); asserted: ratio < 0.6."""
+    small = _soba_fixed_step_errors(registry, fsq)
+    large = _soba_fixed_step_errors(registry, registry_problem_b64)
+    assert large < 0.6 * small, (small, large)
+
+
+@pytest.mark.slow
+def test_soba_noise_ball_mutant_batch_truncated(registry, fsq, registry_problem_b64,
+                                                monkeypatch):
+    """Self-check: the b = 64 problem's samplers keep a random 16 of their 64 indices (the
+    batch size ignored): the test must fail (measured 0.51 against 0.072 at b = 16, ratio 7.1;
+    16 random of each 64-block are noisier than the fixed 16-blocks of the b = 16 sampler)."""
+    for name in ("sample_inner_batch", "sample_outer_batch"):
+        original = getattr(registry_problem_b64, name)
+        monkeypatch.setattr(registry_problem_b64, name, lambda gen, _o=original: _o(gen)[
+            torch.randperm(64, generator=gen)[:16]])
+    small = _soba_fixed_step_errors(registry, fsq, seeds=(0, 1))
+    large = _soba_fixed_step_errors(registry, registry_problem_b64, seeds=(0, 1))
+    assert large > 0.6 * small, (small, large)
+
+
 # ------------------------------------------------------------------------------ F2SA
 def test_f2sa_theorem_schedules_converge_under_minibatches(registry, fsq):
     """F2SA_STOCH, batches of 16, 1,000 steps: second-half mean < 0.2 (measured 0.098), last
