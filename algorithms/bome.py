@@ -34,8 +34,9 @@ Why BOME stalled at the defaults, and the converging setting (issue 14; measured
   ∇q̂ → 0 and μ_k ≈ −⟨∇f, ∇q̂⟩/‖∇q̂‖² ~ 1/‖θ − θ*(λ)‖: the barrier term φ_k = η‖∇q̂‖² fades
   with ∇q̂), so ξ_k ∝ 1/k and λ travels only ∝ log k: full batch, η = 0.5, 0.89 after 2,000
   steps. A constant ξ (the paper's Algorithm 1) does not converge either: μ_k saturates where
-  the θ step reaches its stability edge (ξ μ_k L ≈ 1.7) and λ settles at a distance ∝ ξ (full
-  batch, T = 100: 0.107 at ξ = 0.1, 0.325 at ξ = 0.3) — the paper's convergence bound has a term
+  the θ step nears its stability edge (ξ μ_k L ≈ 1.8–1.9 < 2: μ_k = 17.6 at ξ = 0.1, 5.6 at
+  0.3, L = 1.09) and λ settles at a distance ∝ ξ (full batch, T = 100: 0.107 at ξ = 0.1,
+  0.325 at ξ = 0.3) — the paper's convergence bound has a term
   that grows with ξ, and its theorem takes ξ small with the horizon K (as we read it,
   ξ ∝ K^{-1/2}; verify). ``decay`` = a makes the given steps anytime-decaying,
   ξ_k = ``lr`` · ((k + k₀)/k₀)^{-a} (k₀ = ``decay_shift``; ``outer_lr`` likewise), and with
