@@ -88,11 +88,11 @@ class SampleQuadratics:
         return SampleQuadratics(*(t.to(dtype=dtype, device=device)
                                   for t in (self.x, self.y, self.p, self.q, self.a, self.b)))
 
-    def _rows(self, batch: Tensor | None) -> tuple[Tensor, ...]:
-        if batch is None:
-            return self.x, self.y, self.p, self.q, self.a, self.b
-        return (self.x[batch], self.y[batch], self.p[batch], self.q[batch], self.a[batch],
-                self.b[batch])
+    def _rows(self, batch: Tensor | None, names: str = "xypqab") -> tuple[Tensor, ...]:
+        """The sample arrays ``names`` (of x, y, p, q, a, b) restricted to the batch: only the
+        ones an oracle uses are gathered (a gather is costly under SABA's per-sample vmap)."""
+        arrays = tuple(getattr(self, name) for name in names)
+        return arrays if batch is None else tuple(t[batch] for t in arrays)
 
     # Every oracle, the full batch included, goes through the samples: O(|batch| (d + p)),
     # n/b times a mini-batch oracle, as a finite sum costs. (The means h, k, c would make a
@@ -106,23 +106,23 @@ class SampleQuadratics:
 
     def grad_theta(self, theta: Tensor, lam: Tensor, batch: Tensor | None = None) -> Tensor:
         """H θ + Cᵀλ + ā (on the batch)."""
-        x, _, p, q, a, _ = self._rows(batch)
+        x, p, q, a = self._rows(batch, "xpqa")
         return (x.T @ (x @ theta) + q.T @ (p @ lam)) / len(x) + a.mean(0)
 
     def grad_lam(self, theta: Tensor, lam: Tensor, batch: Tensor | None = None) -> Tensor:
         """K λ + C θ + b̄ (on the batch)."""
-        _, y, p, q, _, b = self._rows(batch)
+        y, p, q, b = self._rows(batch, "ypqb")
         return (y.T @ (y @ lam) + p.T @ (q @ theta)) / len(y) + b.mean(0)
 
     def hessian_operator(self, batch: Tensor | None = None):
         """v ↦ H v (on the batch)."""
-        x = self._rows(batch)[0]
+        (x,) = self._rows(batch, "x")
         x_n = x / len(x)
         return lambda v: x_n.T @ (x @ v)
 
     def mixed(self, v: Tensor, batch: Tensor | None = None) -> Tensor:
         """∇²_λθ · v = C v (on the batch)."""
-        _, _, p, q, _, _ = self._rows(batch)
+        p, q = self._rows(batch, "pq")
         return p.T @ (q @ v) / len(p)
 
 
