@@ -27,10 +27,15 @@ Refusals by cost (``not_applicable`` with the size in the reason, before any ste
 ``max_tangent_size`` bounds the memory of Z (dim θ · dim λ entries), ``max_outer_dim`` the
 time: every inner step costs dim λ JVPs of ∇_θ g where reverse mode costs one VJP, so forward
 mode is dim λ times the work of ``unrolled`` per step — the method for few hyperparameters
-(Franceschi et al. 2017 §3). Default 1,000: fewshot_ridge quick (dim λ = 1,896 Conv-4
-weights) did not finish 2 outer steps in 600 s (``chunk_size=64``, last session), while forward mode
-on the quick problems with dim λ ≤ 300 (datacleaning_logreg, poison_logreg) takes 25–36
-CPU-s per cell (100 outer steps of T = 20).
+(Franceschi et al. 2017 §3). Default 300, the largest dim λ on which it was measured to
+finish within a CPU-minute at quick: datacleaning_logreg / poison_logreg (dim λ = 300) take 25–36
+CPU-s per cell (100 outer steps of T = 20). Above it, measured: reweight_digits quick
+(dim λ = 500) 164 s of solver time on an idle machine and timeouts at 180 s under load;
+meta_weight_net quick (dim λ = 301 weights of the weighting MLP, JVPs through a CNN) did not
+finish one outer step in 600 s (load 9, ``nice``); fewshot_ridge quick (dim λ = 1,896 Conv-4
+weights) did not finish 2 outer steps in 600 s (``chunk_size=64``). Their dim θ · dim λ
+(830,760 and 682,560 at the sizes measured) is below ``max_tangent_size``: that product
+cannot tell these apart, as the cost of one tangent is a pass through the model and data.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ class ForwardMode(DoubleLoop):
         # 2,000 × 2,000 through sparse products) one cell took over 8 CPU-minutes
         "max_tangent_size": Param(int, 10**6, "refuse problems with dim θ · dim λ above this",
                                   low=1),
-        # 10³: dim λ JVPs per inner step, dim λ × the work of reverse mode (docstring)
-        "max_outer_dim": Param(int, 1000, "refuse problems with dim λ above this (time: dim λ "
+        # dim λ JVPs per inner step, dim λ × the work of reverse mode (docstring: measured)
+        "max_outer_dim": Param(int, 300, "refuse problems with dim λ above this (time: dim λ "
                                "JVPs per inner step)", low=1),
         **inner_solver_param(UNROLLED_INNER_SOLVERS),
     }

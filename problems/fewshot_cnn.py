@@ -43,8 +43,9 @@ against finite differences of F). Evaluation: meta-test heads by the same closed
 λ's features; the own θ (training heads) does not enter it, so the re-trained metrics equal
 the own ones. ``inner_step_size`` = 1/L, L = max_i λ_max(Φ̃_iᵀΦ̃_i)/m + μ.
 
-Sizes: ``quick`` width 8, 8 tasks, 20 meta-test tasks, 10 images per class (seconds on a
-CPU); ``full`` width 64 (MAML's Omniglot backbone: 112,005 weights for 5-way), 32 tasks
+Sizes: ``quick`` width 8, 4 tasks, 20 meta-test tasks, 10 images per class, 6 outer steps
+(seconds on a CPU: 1–15 CPU-s per cell, every applicable entry; both problems are in the
+default suite); ``full`` width 64 (MAML's Omniglot backbone: 112,005 weights for 5-way), 32 tasks
 (MAML's Omniglot meta-batch), 600 meta-test tasks, 20 images per class, float32; 5-way
 1-shot (``k_shot=5`` for 5-shot).
 """
@@ -67,7 +68,7 @@ COMMON = {
     "n_way": Param(int, 5, "N: classes per task", low=2),
     "k_shot": Param(int, 1, "K: support images per class", low=1),
     "n_query": Param(int, 5, "query images per class", low=1),
-    "n_tasks": Param(int, 8, "meta-training tasks in the pool (all used every step)", low=1),
+    "n_tasks": Param(int, 4, "meta-training tasks in the pool (all used every step)", low=1),
     "n_test_tasks": Param(int, 20, "held-out meta-test tasks", low=1),
     "per_class": Param(int, 10, "images drawn per class (Omniglot: 20)", low=2),
     "n_train_base": Param(int, 0, "base classes of each dataset for meta-training (0 = the "
@@ -145,7 +146,7 @@ class FewShotConv4(_ConvFewShot):
     sizes = {"quick": {}, "full": FULL}
     inner_init_is_outer = True
     own_theta_deployed = True
-    budgets = {"quick": Budget(steps=10, eval_every=5),
+    budgets = {"quick": Budget(steps=6, eval_every=3),
                "full": Budget(steps=1000, eval_every=50)}
 
     @property
@@ -222,7 +223,7 @@ class FewShotRidge(_ConvFewShot):
     }
     sizes = {"quick": {}, "full": FULL}
     inner_unique = True
-    budgets = {"quick": Budget(steps=10, eval_every=5),
+    budgets = {"quick": Budget(steps=6, eval_every=3),
                "full": Budget(steps=500, eval_every=50)}
 
     @property

@@ -34,9 +34,10 @@ learned to down-weight noise) describe V.
 Mini-batches: index tensors over the n training samples (``batch_size``; Shu et al.: 100) and
 the m validation samples, so the finite-sum entries (SABA & co) apply.
 
-Sizes: ``quick`` a 2-block width-10 CNN (5,960 weights), n_max = 20 (78 training images at
-ρ = 10), 5
-validation images per class, 200 test images (seconds on a CPU); ``full`` ConvNet-3 width
+Sizes: ``quick`` a 2-block width-5 CNN (2,760 weights), n_max = 10 (36 training images at
+ρ = 10; the three rarest classes keep one image each), 5 validation images per class, 200
+test images, 4 outer steps: seconds on a CPU (1–25 CPU-s per cell, every applicable entry;
+the default suite runs it); ``full`` ConvNet-3 width
 64, n_max = 5,000, ρ = 100 (≈ 12,200 training images; Shu et al.'s CIFAR-10-LT profile), 10
 validation images per class, 10,000 test images, mini-batches of 100, float32.
 """
@@ -88,7 +89,7 @@ class MetaWeightNet(convnets.NetworkInner, Problem):
     params = {
         "dataset": Param(str, "fashion_mnist", "image dataset (blobench data list)",
                          choices=("fashion_mnist", "mnist")),
-        "n_max": Param(int, 20, "training images of the most frequent class", low=1),
+        "n_max": Param(int, 10, "training images of the most frequent class", low=1),
         "imbalance": Param(float, 10.0, "ρ: largest / smallest class size (1 = balanced)",
                            low=1.0),
         "noise": Param(float, 0.0, "fraction of training labels flipped to another class",
@@ -96,7 +97,7 @@ class MetaWeightNet(convnets.NetworkInner, Problem):
         "val_per_class": Param(int, 5, "clean validation images per class (Shu et al.: 10)",
                                low=1),
         "test_per_class": Param(int, 20, "balanced test images per class", low=1),
-        "width": Param(int, 10, "channels of the CNN blocks", low=1),
+        "width": Param(int, 5, "channels of the CNN blocks", low=1),
         "depth": Param(int, 2, "conv blocks of the CNN", low=1, high=5),
         "hidden": Param(int, 100, "hidden units of the Meta-Weight-Net (Shu et al.: 100)",
                         low=1),
@@ -114,7 +115,7 @@ class MetaWeightNet(convnets.NetworkInner, Problem):
     own_theta_deployed = True
     n_inner_samples: int = 0
     n_outer_samples: int = 0
-    budgets = {"quick": Budget(steps=6, eval_every=3),
+    budgets = {"quick": Budget(steps=4, eval_every=2),
                "full": Budget(steps=500, eval_every=50)}
 
     def build(self, generator: torch.Generator) -> None:

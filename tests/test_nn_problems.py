@@ -200,12 +200,13 @@ def test_fewshot_without_mnist_is_data_missing(registry, monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------ Meta-Weight-Net
 def test_meta_weight_net_long_tail_and_weighted_loss(registry):
-    """Class k keeps ⌊20 · 10^{−k/9}⌋ images; g is the mean of V(ℓ_i)·ℓ_i with V the
+    """Class k keeps ⌊n_max · 10^{−k/9}⌋ images (at least 1); g is the mean of V(ℓ_i)·ℓ_i with V the
     sigmoid of the MLP on each sample's own loss (written here with a per-sample loop)."""
     p = registry.problem("meta_weight_net")(size="quick", seed=0, noise=0.2)
     counts = torch.bincount(p.y[~p.flipped], minlength=10) + torch.bincount(
         p.y[p.flipped], minlength=10)
-    assert int(counts.sum()) == sum(int(20 * 10 ** (-k / 9)) for k in range(10))
+    n_max = p.config["n_max"]
+    assert int(counts.sum()) == sum(max(1, int(n_max * 10 ** (-k / 9))) for k in range(10))
     assert 0.05 < float(p.flipped.float().mean()) < 0.4
     assert torch.bincount(p.y_val).tolist() == [5] * 10
     lam = p.init_outer(torch.Generator())
