@@ -66,3 +66,18 @@ def test_no_default_suite_cell_propagates_more_tangents_than_measured(registry):
             continue
         assert name not in networks, name
         assert problem.dim_outer <= MEASURED_OUTER_DIM, name
+
+
+def test_no_network_cell_of_the_default_suite_builds_a_dense_hessian(registry):
+    """The other per-step cost that scales with a size: ``exact`` forms dim θ Hessian-vector
+    products per outer step. meta_weight_net at its quick size (dim θ = 2,760) timed out at
+    150 s when exact's limit was 5,000; every network problem of the quick suite whose θ is a
+    network is refused (fewshot_ridge's θ is 180 ridge-head weights: exact is its ground
+    truth there, measured at 7.7 CPU-s for the cell)."""
+    for name in ("distill_convnet", "fewshot_conv4", "meta_weight_net"):
+        problem = registry.problem(name)(size="quick", seed=0)
+        alg = registry.algorithm("exact")()
+        gen = torch.Generator().manual_seed(0)
+        lam0 = problem.init_outer(gen)
+        with pytest.raises(NotApplicable, match="dense"):
+            alg.init(problem, problem.init_inner(lam0, gen), lam0, gen)
