@@ -53,8 +53,6 @@ recall against the corrupted set (:func:`blobench.toolkit.datasets.detection_met
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from blobench.contracts.params import Param, dtype_param, torch_dtype
@@ -65,10 +63,9 @@ from blobench.toolkit.data.splits import image_features, three_way
 from blobench.toolkit.sampling import FiniteSumSamplers, sampling_param
 
 #: ground-truth tolerances of a float32 instance, met on its float64 twin (module docstring)
-GT_NEWTON_TOL_32, GT_CG_TOL_32 = 1e-8, 1e-6
 
 
-class Hyperclean(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
+class Hyperclean(glm.Float64TwinGroundTruth, FiniteSumSamplers, Problem):
     name = "hyperclean"
     family = "data cleaning"
     reference = ("Franceschi et al. 2017 (ICML) sec. 5.1; Dagréou et al. 2022 (NeurIPS, "
@@ -186,35 +183,3 @@ class Hyperclean(glm.IterativeGroundTruth, FiniteSumSamplers, Problem):
                     **datasets.detection_metrics(torch.sigmoid(lam), self.corrupted,
                                                  self.config["flag_threshold"]),
                     **self.ground_truth_metrics()}
-
-    # ------------------------------ ground truth of a float32 instance (module docstring)
-    def float64_twin(self) -> Hyperclean:
-        """This instance with every floating-point tensor widened to float64 (built once; the
-        losses and oracles are the same code); ``self`` itself when it is float64."""
-        if self.dtype == torch.float64:
-            return self
-        twin = self.__dict__.get("_twin")
-        if twin is None:
-            twin = copy.copy(self)
-            for key, value in vars(self).items():
-                if isinstance(value, torch.Tensor) and value.is_floating_point():
-                    setattr(twin, key, value.double())
-            twin.dtype, twin.gt_tol = torch.float64, GT_NEWTON_TOL_32
-            self._twin = twin
-        return twin
-
-    def _newton(self, lam, latest):  # memoized value: (θ*(λ) in the twin's dtype, ‖∇_θ g‖)
-        twin = self.float64_twin()
-        return glm.IterativeGroundTruth._newton(twin, lam.to(twin.dtype), latest)
-
-    def inner_solution(self, lam):
-        theta, self.gt_inner_grad_norm = self._solutions(lam)
-        return theta.to(self.dtype, copy=True)
-
-    def _hypergradient(self, lam, latest):
-        twin, theta = self.float64_twin(), self._solutions(lam)[0]
-        lam = lam.to(twin.dtype)
-        grad_theta, grad_lam = twin.outer_grads_oracle(theta, lam)
-        tol = self.gt_tol if twin is self else GT_CG_TOL_32
-        v, residual = glm.cg_solve(twin.inner_hessian_operator(theta, lam), grad_theta, tol)
-        return (grad_lam - twin.mixed_oracle(theta, lam, v)).to(self.dtype), residual
