@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 
 import pytest
 import torch
@@ -368,6 +369,48 @@ def test_reference_points_are_computed_once_per_instance_and_read_back_exactly(
             if key != "seconds":
                 assert record["final"][key] == value or (math.isnan(value)
                                                         and math.isnan(record["final"][key]))
+
+
+def test_concurrent_cells_compute_the_reference_points_once(monkeypatch, tmp_path):
+    """Issue 15: cells that start together on a new instance (the two workers of a run) do
+    not both compute its reference points: the first holds the lock and computes, the other
+    waits and reads the stored file. Four forked processes race (each computation sleeps
+    0.5 s, so they overlap); the computation runs exactly once and all four get the same
+    tensors. Self-check: without the lock (``_exclusive`` a no-op) it runs more than once
+    (4 times at rest; ≥ 2 asserted, in case a loaded machine starts a worker late)."""
+    import multiprocessing
+
+    from blobench.execution import metrics
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    prob = REG.problem("quadratic")(seed=0)
+    lam0 = prob.init_outer(torch.Generator().manual_seed(0))
+    log = tmp_path / "computed.log"
+    real_points = metrics.reference_points
+
+    def counted(problem, lam):
+        with open(log, "a") as handle:
+            handle.write("x")
+        time.sleep(0.5)
+        return real_points(problem, lam)
+
+    monkeypatch.setattr(metrics, "reference_points", counted)
+
+    def race(instance: dict) -> list[float]:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(4) as pool:
+            return pool.starmap(_reference_sum, [(prob, lam0, instance)] * 4)
+
+    sums = race({"problem": "quadratic", "seed": 0})
+    assert log.read_text() == "x" and len(set(sums)) == 1, (log.read_text(), sums)
+    log.unlink()
+    monkeypatch.setattr(metrics, "_exclusive", lambda path: contextlib.nullcontext())
+    race({"problem": "quadratic", "seed": 1})
+    assert len(log.read_text()) >= 2, log.read_text()
+
+
+def _reference_sum(prob, lam0, instance) -> float:
+    from blobench.execution import metrics
+    return float(sum(grad.sum() for _, grad in metrics.shared_references(prob, lam0, instance)))
 
 
 def test_memory_probe_runs_at_the_final_evaluation_and_within_its_budget(monkeypatch):

@@ -189,20 +189,53 @@ def shared_references(problem: Problem, lam0: torch.Tensor, instance: dict[str, 
                        "steps": REFERENCE_STEPS, "min_norm": REFERENCE_MIN_NORM},
                       sort_keys=True, default=str)
     path = cache_dir() / "references" / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pt"
+    refs = _stored_references(path, lam0.device)
+    if refs is not None:
+        return refs
+    with _exclusive(path):  # concurrent cells of a new instance: the first computes, the rest read
+        refs = _stored_references(path, lam0.device)
+        if refs is not None:
+            return refs
+        refs = reference_points(problem, lam0)
+        try:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save([(lam.cpu(), grad.cpu()) for lam, grad in refs], tmp)
+            os.replace(tmp, path)
+        except OSError:  # a read-only cache costs only the recomputation
+            pass
+    return refs
+
+
+def _stored_references(path: Path, device: torch.device
+                       ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     try:
-        stored = torch.load(path, map_location=lam0.device, weights_only=True)
+        stored = torch.load(path, map_location=device, weights_only=True)
         return [(lam, grad) for lam, grad in stored]
     except Exception:  # absent or unreadable: compute (and store) it
-        pass
-    refs = reference_points(problem, lam0)
+        return None
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an advisory lock (POSIX ``flock``) on ``<path>.lock`` so that cells starting together
+    on a new instance compute its reference points once: the others wait and read the file.
+    The operating system releases it when its holder dies (a killed cell cannot wedge the
+    rest). Without ``fcntl`` (Windows) or a writable cache: no lock, each cell computes."""
     try:
+        import fcntl
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save([(lam.cpu(), grad.cpu()) for lam, grad in refs], tmp)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache costs only the recomputation
-        pass
-    return refs
+        handle = open(path.with_suffix(".lock"), "a")  # closed in the finally below
+    except (ImportError, OSError):
+        handle = None
+    if handle is None:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the lock
 
 
 class GroundTruth:
