@@ -12,6 +12,7 @@ from blobench.execution.progress import (
     cell_time_key,
     load_cell_seconds,
     order_cells,
+    shipped_seconds,
 )
 from blobench.execution.registry import get_registry
 
@@ -72,10 +73,30 @@ def test_the_table_is_the_median_per_problem_size_label_and_survives_a_bad_file(
                                 record("ridge_ho", "exact", 0, 9.0, "not_applicable"),
                                 {"config": {"problem": "quadratic", "size": "quick"},
                                  "label": "x", "status": "ok"}])  # a baseline: no timing
-    assert table == {"ridge_ho|quick|soba": 2.0}
+    # a refusal is timed too: its cell costs its process and set-up, and without it the
+    # ETA guesses the refused cell from its problem's and algorithm's means
+    assert table == {"ridge_ho|quick|soba": 2.0, "ridge_ho|quick|exact": 9.0}
     path = tmp_path / "cell_seconds.json"
     path.write_text(json.dumps(table))
     assert load_cell_seconds(path) == table
     path.write_text("{not json")
     assert load_cell_seconds(path) == {}
     assert load_cell_seconds(tmp_path / "absent.json") == {}
+
+
+def test_a_configuration_the_table_lacks_takes_its_algorithms_median_on_the_problem():
+    """A newly tuned step size changes a cell's label, not the work of its steps: without its
+    own entry a cell takes the median of the same algorithm's configurations on the same
+    problem and size, so the ETA and the longest-first order survive a re-tuning (with a
+    missing timing the order fell back to a shuffle). Another problem's entries do not count."""
+    cells = _cells()
+    soba = next(c for c in cells if c.algorithm == "soba" and c.problem == "ridge_ho")
+    table = {"ridge_ho|quick|soba[outer_lr=1.0]": 2.0, "ridge_ho|quick|soba[outer_lr=9.0]": 6.0,
+             "ridge_ho|quick|soba_like": 50.0, "quadratic|quick|soba": 99.0}
+    assert cell_time_key(soba) not in table and shipped_seconds(soba, table) == 4.0
+    assert shipped_seconds(soba, {"quadratic|quick|soba": 1.0}) is None
+    full = {cell_time_key(c): float(i) for i, c in enumerate(cells) if c is not soba}
+    full["ridge_ho|quick|soba[outer_lr=3.0]"] = 100.0  # soba retuned: its old label
+    assert order_cells(cells, {}, full)[0] is soba  # no shuffle: every cell has a timing
+    bar = Progress(cells, {}, 1, "off", clock=lambda: 0.0, shipped=full)
+    assert bar.shipped[soba.config_id()] == 100.0

@@ -61,14 +61,31 @@ def cell_time_key(cell: Cell) -> str:
     return f"{cell.problem}|{cell.size}|{cell.label}"
 
 
+def shipped_seconds(cell: Cell, table: dict[str, float]) -> float | None:
+    """A cell's shipped timing: its own (problem, size, label), else — a configuration the
+    table's run did not have, e.g. a newly tuned step size, which changes the label but not
+    the work of a step — the median over the table's configurations of the same algorithm on
+    the same problem and size; None if there is none."""
+    own = table.get(cell_time_key(cell))
+    if own is not None:
+        return own
+    base = f"{cell.problem}|{cell.size}|{cell.algorithm}"
+    peers = [v for k, v in table.items() if k == base or k.startswith(base + "[")]
+    return statistics.median(peers) if peers else None
+
+
 def cell_seconds_table(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     """Median wall seconds per (problem, size, label) of finished records: the shipped
-    timings (module docstring)."""
+    timings (module docstring). Cells that ended ``not_applicable`` are timed too (a cell that
+    refuses in ``init`` costs its process and set-up, ~50 ms): left out, the ETA had guessed
+    them from their problem's and algorithm's mean — forward_mode on a network problem, 10–20 s
+    each — and :func:`order_cells` lacked a timing for every cell, so it fell back to a
+    shuffle (issue 15: ETA error 54 % at half of a fresh-clone default run)."""
     groups: dict[str, list[float]] = {}
     for record in records:
         config = record.get("config") or {}
-        if (record.get("status") == "not_applicable" or "problem" not in config
-                or (record.get("cell_seconds") is None and not record.get("finished"))):
+        if "problem" not in config or (record.get("cell_seconds") is None
+                                       and not record.get("finished")):
             continue  # a baseline's shipped records carry no timing
         key = f"{config['problem']}|{config.get('size', 'quick')}|{record.get('label')}"
         groups.setdefault(key, []).append(record_seconds(record))
@@ -103,8 +120,9 @@ class Progress:
                  shipped: dict[str, float] | None = None):
         self.cells = {c.config_id(): c for c in cells}
         self.prior = prior
-        self.shipped = {cid: shipped[cell_time_key(c)] for cid, c in self.cells.items()
-                        if shipped and cell_time_key(c) in shipped}
+        timings = {cid: shipped_seconds(c, shipped) for cid, c in self.cells.items()
+                   } if shipped else {}
+        self.shipped = {cid: t for cid, t in timings.items() if t is not None}
         self.n_jobs = n_jobs
         self.mode = mode
         self.stream = stream or sys.stderr
@@ -201,15 +219,16 @@ class Progress:
 
 def order_cells(cells: list[Cell], prior: dict[str, float],
                 shipped: dict[str, float] | None = None) -> list[Cell]:
-    """Longest first when every cell has an earlier or a shipped timing (fewer idle cores at
-    the end; a cell's own earlier timing wins); otherwise a fixed shuffle, so that the cells
-    done at any time are a fair sample of problems and algorithms alike and the ETA learns
-    both early (in name order the cheap algorithms came first: the ETA was 85 % short at half
-    the run)."""
+    """Longest first when every cell has an earlier or a shipped timing
+    (:func:`shipped_seconds`; fewer idle cores at the end; a cell's own earlier timing wins);
+    otherwise a fixed shuffle, so that the cells done at any time are a fair sample of
+    problems and algorithms alike and the ETA learns both early (in name order the cheap
+    algorithms came first: the ETA was 85 % short at half the run)."""
     table = shipped or {}
 
     def known(c: Cell) -> float | None:
-        return prior.get(c.config_id(), table.get(cell_time_key(c)))
+        own = prior.get(c.config_id())
+        return own if own is not None else shipped_seconds(c, table)
     if cells and all(known(c) is not None for c in cells):
         return sorted(cells, key=lambda c: -(known(c) or 0.0))
     import random
