@@ -45,6 +45,7 @@ from torch import nn
 from blobench.contracts.errors import UserError
 from blobench.contracts.params import Param
 from blobench.contracts.problem import Budget, Problem
+from blobench.toolkit.datasets import load_digits_arrays
 from blobench.toolkit.flatmodel import FlatModel, mlp
 
 Tensor = torch.Tensor
@@ -217,10 +218,8 @@ class Sinusoid(_FewShot):
 
 # ================================================================ few-shot digits
 def _load_digits() -> tuple[Any, Any]:
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    return data.data / 16.0, data.target
+    pixels, target = load_digits_arrays()
+    return pixels / 16.0, target
 
 
 class FewShotDigits(_FewShot):

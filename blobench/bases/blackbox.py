@@ -18,13 +18,13 @@ only: an entry refuses problems with dim λ > ``max_dim`` (from a quick instance
 
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import torch
 
 from blobench import autodiff
 from blobench.bases.algorithm import Algorithm, State
+from blobench.bases.quick_facts import quick_facts
 from blobench.contracts.errors import NotApplicable
 from blobench.contracts.params import POSITIVE, Param
 from blobench.contracts.problem import Problem
@@ -55,12 +55,13 @@ def solve_to_tolerance(problem: Problem, theta: Tensor, lam: Tensor, tol: float,
     return theta
 
 
-@functools.cache
-def _quick_dim_outer(problem: type[Problem]) -> int | None:
-    try:
-        return int(problem(size="quick", seed=0).dim_outer)
-    except Exception:  # data missing, heavy build errors: init decides on the real instance
-        return None
+def _quick_dim_outer(problem: type[Problem] | Problem) -> int | None:
+    """dim λ of the problem (an instance's own; a class's quick instance's, remembered across
+    processes: :func:`blobench.bases.quick_facts.quick_facts`); None if unknown."""
+    if not isinstance(problem, type):
+        return int(problem.dim_outer)
+    facts = quick_facts(problem)
+    return None if facts is None else int(facts["dim_outer"])
 
 
 class BlackBoxSearch(Algorithm):

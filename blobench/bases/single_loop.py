@@ -24,7 +24,6 @@ the 1-D integer tensor ``idx`` (likewise for f); ``batch=None`` is the full sum.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,8 @@ import torch
 
 from blobench.autodiff import InnerDerivatives, _oracles, oracle_counts, outer_grads
 from blobench.bases.algorithm import Algorithm, State, outer_update
-from blobench.contracts.errors import DataMissing, UserError
+from blobench.bases.quick_facts import quick_facts
+from blobench.contracts.errors import UserError
 from blobench.contracts.problem import Batch, Problem
 
 Tensor = torch.Tensor
@@ -243,23 +243,20 @@ class FreshBatchDerivatives:
 def finite_sum_reason(problem: type[Problem] | Any) -> str | None:
     """None when the problem declares ``n_inner_samples`` and ``n_outer_samples``, else why.
 
-    Given a class without them as class attributes, a quick-size instance is built once (they
-    are often set in ``build`` from the data sizes) and asked instead.
+    Given a class without them as class attributes, its quick-size instance is asked instead
+    (they are often set in ``build`` from the data sizes; built once and remembered:
+    :func:`blobench.bases.quick_facts.quick_facts`). Without the data, or if it cannot be
+    built, the cell itself decides.
     """
     names = ("n_inner_samples", "n_outer_samples")
     missing = [a for a in names if not hasattr(problem, a)]
     if missing and isinstance(problem, type):
-        try:
-            instance = _quick_instance(problem)
-        except DataMissing:  # cannot tell without the data: the cell itself is not_applicable
+        facts = quick_facts(problem)
+        if facts is None:
             return None
-        missing = [a for a in names if not hasattr(instance, a)]
+        missing = [a for a in names if not facts["has"].get(a, False)]
     if missing:
         return ("needs a finite-sum problem whose samplers return index tensors "
                 f"(declare {' and '.join(missing)})")
     return None
 
-
-@functools.cache
-def _quick_instance(problem: type[Problem]) -> Problem:
-    return problem(size="quick", seed=0)

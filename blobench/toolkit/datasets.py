@@ -9,6 +9,12 @@ The datasets ship with scikit-learn (no download) and are returned as float64 CP
 - :func:`digits`: 1797 8×8 images, labels 0..9; pixels scaled to [0, 1], a constant column
   appended (x̃ ∈ ℝ^65).
 
+Both are read from the files scikit-learn ships (``sklearn/datasets/data``) with numpy, without
+importing scikit-learn (its import costs 3–4 CPU-s — it brings scipy — and every command that
+builds these problems, ``blobench list`` included, paid it: issue 15); the values are
+scikit-learn's ``load_breast_cancer`` / ``load_digits`` bit for bit (tests/test_datasets.py),
+and where the files are not where this expects them, those loaders are used.
+
 Both are split by one permutation drawn from the problem's generator (:func:`split`): the
 requested sizes in order, then every remaining point in the last (test) part.
 :func:`choose_corrupted` draws the training points whose label a problem corrupts,
@@ -18,6 +24,10 @@ requested sizes in order, then every remaining point in the last (test) part.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from blobench.contracts.errors import UserError
@@ -45,14 +55,49 @@ def with_intercept(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1)
 
 
+def _bundled_file(name: str) -> Path | None:
+    """scikit-learn's bundled data file ``name``, located without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def load_breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(features 569 × 30 float64, labels 0/1 int64) of scikit-learn's breast_cancer (module
+    docstring): ``breast_cancer.csv`` is a header line (n, d, class names), then d features
+    and the label per row."""
+    path = _bundled_file("breast_cancer.csv")
+    if path is None:
+        from sklearn.datasets import load_breast_cancer
+
+        data = load_breast_cancer()
+        return data.data, data.target
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(pixels 1797 × 64 float64 in 0..16, labels 0..9 int64) of scikit-learn's digits
+    (module docstring): ``digits.csv.gz`` holds 64 pixels and the label per row."""
+    path = _bundled_file("digits.csv.gz")
+    if path is None:
+        from sklearn.datasets import load_digits
+
+        data = load_digits()
+        return data.data, data.target
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
 def breast_cancer(sizes: dict[str, int], generator: torch.Generator, who: str) -> list[Split]:
     """scikit-learn's breast_cancer split as in :func:`split`, standardized with the first
     part's statistics, intercept appended, labels ±1 (float64)."""
-    from sklearn.datasets import load_breast_cancer
-
-    data = load_breast_cancer()
-    x = torch.as_tensor(data.data, dtype=torch.float64)
-    y = torch.as_tensor(data.target, dtype=torch.float64) * 2 - 1
+    features, target = load_breast_cancer_arrays()
+    x = torch.as_tensor(features, dtype=torch.float64)
+    y = torch.as_tensor(target, dtype=torch.float64) * 2 - 1
     parts = split(x.shape[0], sizes, generator, who, "breast_cancer")
     mean, std = x[parts[0]].mean(0), x[parts[0]].std(0).clamp_min(1e-12)
     return [(with_intercept((x[idx] - mean) / std), y[idx]) for idx in parts]
@@ -61,11 +106,9 @@ def breast_cancer(sizes: dict[str, int], generator: torch.Generator, who: str) -
 def digits(sizes: dict[str, int], generator: torch.Generator, who: str) -> list[Split]:
     """scikit-learn's digits split as in :func:`split`: pixels / 16 with an intercept column
     (float64), labels 0..9 (int64)."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = with_intercept(torch.as_tensor(data.data, dtype=torch.float64) / 16.0)
-    y = torch.as_tensor(data.target, dtype=torch.long)
+    pixels, target = load_digits_arrays()
+    x = with_intercept(torch.as_tensor(pixels, dtype=torch.float64) / 16.0)
+    y = torch.as_tensor(target, dtype=torch.long)
     return [(x[idx], y[idx]) for idx in split(x.shape[0], sizes, generator, who, "digits")]
 
 

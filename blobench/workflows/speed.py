@@ -4,8 +4,11 @@ Each measurement returns a dict with its ``target`` and ``met``; :func:`goal_row
 into the report's table (goal, target, measured, met, the command that measured it):
 
 - :func:`measure_startup`: CPU seconds (user + system, of the child process) of
-  ``blobench --help`` and ``blobench list`` (with an empty listing cache, then cached), and
-  which heavy modules ``import blobench.cli`` loads (none allowed); target < 1 s CPU.
+  ``blobench --help`` and ``blobench list`` (with an empty cache — a new install —, then
+  cached, then after an edit of an entry: the listing is rebuilt, the problems' quick facts
+  are read back, :mod:`blobench.bases.quick_facts`), and which heavy modules
+  ``import blobench.cli`` loads (none allowed); target < 1 s CPU (cached: the listing of a
+  new install or of edited entries must import torch and every entry).
 - :func:`measure_fixed_cost`: the fixed cost of one isolated cell = hand-over to a worker
   process and record transfer (the supervisor's wall time minus the worker's time on the
   cell; median over cells, so a worker's own start, once per
@@ -67,12 +70,18 @@ def measure_startup(repeats: int = 3) -> dict[str, Any]:
         list_cold = _child_cpu([*cli, "list"], env)
         # min: another process editing a source file meanwhile invalidates the cache
         list_cached = min(_child_cpu([*cli, "list"], env) for _ in range(repeats))
+        # after an edit of an entry: the listing is rebuilt (torch and every entry imported),
+        # the problems' quick-instance facts are read back (blobench/bases/quick_facts.py)
+        for stale in Path(cache, "blobench").glob("list-*.json"):
+            stale.unlink()
+        list_edited = _child_cpu([*cli, "list"], env)
     code = f"import sys, blobench.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
     heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.strip()
     target = TARGETS["startup_cpu_s"]
     return {"help_cpu_s": help_cpu, "list_cold_cpu_s": list_cold,
-            "list_cached_cpu_s": list_cached, "cli_heavy_imports": heavy, "target": target,
+            "list_cached_cpu_s": list_cached, "list_edited_cpu_s": list_edited,
+            "cli_heavy_imports": heavy, "target": target,
             "met": help_cpu < target and list_cached < target and heavy == "[]"}
 
 
@@ -235,7 +244,9 @@ def goal_rows(report: dict[str, Any]) -> list[str]:
     if s:
         rows.append(f"| `blobench --help` CPU | < {s['target']:g} s | {s['help_cpu_s']:.2f} s | "
                     f"{_met(s['help_cpu_s'] < s['target'])} | `blobench bench` (startup) |")
-        rows.append(f"| `blobench list` CPU (cached; first call {s['list_cold_cpu_s']:.2f} s) | "
+        rows.append(f"| `blobench list` CPU (cached; after an edit of an entry "
+                    f"{s.get('list_edited_cpu_s', float('nan')):.2f} s; first call on a new "
+                    f"install {s['list_cold_cpu_s']:.2f} s) | "
                     f"< {s['target']:g} s | {s['list_cached_cpu_s']:.2f} s | "
                     f"{_met(s['list_cached_cpu_s'] < s['target'])} | `blobench bench` |")
         rows.append(f"| heavy modules imported by `import blobench.cli` | none | "
