@@ -174,6 +174,28 @@ def test_ridge_ift_at_the_solution_equals_ground_truth(ridge):
     assert float((estimate - exact).norm() / exact.norm()) < 1e-6
 
 
+def test_ridge_evaluate_keeps_the_last_lambda_only(registry, ridge):
+    """``evaluate`` depends on λ alone and keeps its last result (issue 15): the own and the
+    re-trained metrics of an evaluation equal a fresh instance's, another λ — or the same
+    tensor changed in place — is recomputed, and a caller editing the returned dict does not
+    edit the kept one."""
+    gen = torch.Generator().manual_seed(0)
+    lam = ridge.init_outer(gen)
+    theta = ridge.inner_solution(lam)
+    own = ridge.evaluate(theta, lam)
+    assert ridge.evaluate(torch.zeros_like(theta), lam) == own  # θ does not enter it
+    fresh = registry.problem("fewshot_ridge")(size="quick", seed=0, dtype="float64")
+    assert fresh.evaluate(theta, lam.clone()) == own
+    other = lam + 0.05 * torch.randn(lam.shape, generator=gen, dtype=lam.dtype)
+    moved = ridge.evaluate(theta, other)
+    assert moved["test_loss"] != own["test_loss"]
+    assert moved == fresh.evaluate(theta, other.clone())
+    other.mul_(0.5)  # in place: the kept λ is a copy, so this is a new λ
+    assert ridge.evaluate(theta, other) == fresh.evaluate(theta, other.clone()) != moved
+    ridge.evaluate(theta, lam)["test_loss"] = -1.0
+    assert ridge.evaluate(theta, lam) == own
+
+
 def test_maml_conv4_vmaps_tasks_and_starts_at_lambda(registry):
     p = registry.problem("fewshot_conv4")(size="quick", seed=0, n_tasks=3)
     lam = p.init_outer(torch.Generator().manual_seed(0))
