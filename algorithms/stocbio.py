@@ -17,6 +17,12 @@ Each outer step k:
 Step sizes: α = None → ``problem.inner_step_size(λ)``; η = None → α (the series converges for
 η < 2/L); β = None → ``problem.outer_step_size()``. Cost per outer step: T inner gradients +
 Q (gradient + HVP) for the series + 1 mixed product + 1 outer gradient; memory O(dim θ).
+
+Q sets a bias: the series' expectation is the (Q+1)-term sum, so StocBiO converges to the zero
+λ_Q of that truncated hypergradient, which tends to λ* like (1 − ημ)^{Q+1} (Ji et al. take Q =
+O(κ log 1/ε)). On ``finite_sum_quadratic`` quick (κ ≈ 13): ‖λ_Q − λ*‖/‖λ*‖ = 0.116 at the
+default Q = 10, 0.0098 at Q = 30 (full batch, η = 1/L; reached to 3.8e-12); batches of 64 at Q
+= 30: mean iterate 0.057 from λ* (tests/test_fidelity_minibatch_single_loop.py).
 """
 
 from __future__ import annotations

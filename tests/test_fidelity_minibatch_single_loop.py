@@ -9,18 +9,18 @@ said; "mean iterate" is the mean of the iterates of the second half of the run (
 Ruppert average of what the method produced).
 
 - **SOBA with its default decaying steps** (ρ_t = ρ(t+1)^{-2/5}, γ_t = γ(t+1)^{-3/5}, Dagréou
-  et al. 2022, Thm 1: (1/T) Σ E‖∇h(λ_t)‖² = O(log T / T^{2/5})) at :func:`soba_decay`, γ =
+  et al. 2022, Thm 1: E‖∇h‖² of order log T / T^{2/5}, as we read it) at :func:`soba_decay`, γ =
   2/λ_max(Q) (the stability limit of a gradient step on h; the theorem leaves γ free). The
   default γ = 0.1/λ_max(Q) (``single_loop.OUTER_SCALE``, made for constant steps) is 2.1 from
   λ* after 3,000 steps: Σ_t γ_t grows like t^{2/5} and the flat direction of Q is barely moved.
-  At γ = 2/λ_max(Q): 0.36 / 0.074 / 0.0063 after 1,000 / 3,000 / 10,000 steps (mean of seeds
+  At γ = 2/λ_max(Q): 0.31 / 0.074 / 0.0063 after 1,000 / 3,000 / 10,000 steps (mean of seeds
   0–2; seed 0: 0.075 at 3,000) — below the noise floor of constant steps at the same batch
   (0.06, test_fidelity_minibatch.py), which is what the decay is for; the error is still
   falling faster than the theorem's noise-dominated rate (t^{-3/10} for ‖λ − λ*‖ on a strongly
   convex h) because the deterministic transient exp(−μ Σ γ_t) dominates at this horizon.
 - **AmIGO** (Arbel & Mairal 2022) at its defaults: its warm-started linear-system iterate v
   makes the hypergradient exact at a fixed point, so with full batches it reaches λ* to 2.7e-9
-  after 600 steps (a cold v of 10 steps leaves the 11-term series' bias, 0.12); with fixed
+  after 600 steps (a cold v of 10 steps leaves a truncation bias, 0.137); with fixed
   batches the paper's bound is O(σ²/B) at constant steps — a noise ball that shrinks with B:
   batches of 64: last 0.093, mean iterate 0.053 after 600 steps; last iterates (mean of seeds
   0–2, the same inner step 0.498 at both sizes) 0.775 at b = 16, 0.146 at b = 64 (ratio 0.19).
@@ -53,10 +53,10 @@ Ruppert average of what the method produced).
   (0.80 / 0.464, 0.100). (On this problem, without coupled constraints, lv_hba and gaffo are the
   same iteration: the same numbers.)
 
-Each test has a self-check: a mutant that must fail it — the sign of the implicit term flipped
-(SOBA: J v; AmIGO, StocBiO, TTSA: the mixed product J v; MEHA, LV-HBA, GAFFO: ∇_λ g), AmIGO's
-amortization dropped (v cold-started), StocBiO's series a term short, and the noise-ball tests'
-larger batch truncated.
+Each method's fast tests have self-checks: mutants that must fail them — the sign of the
+implicit term flipped (SOBA: J v; AmIGO, StocBiO, TTSA: the mixed product J v; MEHA, LV-HBA,
+GAFFO: ∇_λ g), AmIGO's amortization dropped (v cold-started), StocBiO's series a term short,
+TTSA's a term long; and the noise-ball design (slow) has one: the larger batch truncated.
 """
 
 from __future__ import annotations
