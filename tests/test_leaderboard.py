@@ -133,3 +133,32 @@ def test_pages_use_only_records_of_the_current_code(store, tmp_path):
     assert main(["leaderboard", "--results", str(res), "--out", str(out), "--no-figures",
                  "--all-versions"]) == 0
     assert "inner_steps=7" in (out / "ridge_ho-quick.md").read_text()
+
+
+def test_figures_drawn_in_parallel_are_the_bytes_drawn_in_one_process(store, tmp_path,
+                                                                      monkeypatch):
+    """Issue 15: ``blobench leaderboard`` draws the pages' figures in forked processes
+    (figure_index.draw_all); each PNG is the same file as drawn in this process, and the
+    (title, path) lists come back in page order."""
+    from blobench.reporting import figure_index
+    seen = []
+    original = figure_index.page_figures
+
+    def spy(*args):
+        seen.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(figure_index, "page_figures", spy)
+    assert main(["leaderboard", "--results", str(store), "--out", str(tmp_path / "lb")]) == 0
+    stem, _, *rest = seen[0]
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        out.mkdir()
+        tasks = [(f"{stem}-{i}", out, *rest) for i in range(3)]
+        runs[jobs] = figure_index.draw_all(tasks, jobs=jobs)
+        assert [[t for t, _ in page] for page in runs[jobs]] == [[t for t, _ in runs[jobs][0]]] * 3
+    for page1, page2 in zip(runs[1], runs[2], strict=True):
+        assert [p.name for _, p in page1] == [p.name for _, p in page2] and page1
+        for (_, p1), (_, p2) in zip(page1, page2, strict=True):
+            assert p1.read_bytes() == p2.read_bytes(), p1.name

@@ -26,7 +26,7 @@ from blobench.execution.registry import Registry, summary_line
 from blobench.execution.store import ResultsStore
 from blobench.execution.validate import page_stem
 from blobench.reporting import ranks
-from blobench.reporting.figure_index import page_figures
+from blobench.reporting.figure_index import draw_all
 from blobench.reporting.frames import current_records, final_frame, trace_frame
 from blobench.reporting.provenance import provenance_line, stale_settings
 from blobench.reporting.render import paragraphs, render
@@ -168,6 +168,7 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
     final = final[final["status"] != "not_applicable"].copy()
     final["family"] = [getattr(registry.algorithms.get(name), "family", "") or "other"
                        for name in final["algorithm"]]
+    built = []  # per page: what its Markdown needs; the figures are drawn after, together
     for (problem, size), group in final.groupby(["problem", "size"], sort=True):
         cls = registry.problems.get(problem)
         ranking = Ranking(cls, group)
@@ -184,13 +185,20 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
         title = f"{problem} ({size})"
         rules = rules_text(ranking, methods, reach_summary(group, table, ranking),
                            _eval_every(precords))
-        figs = page_figures(stem, out, ptraces, group, table, ranking, title) \
-            if figures else []
+        built.append(dict(problem=problem, size=size, cls=cls, ranking=ranking, group=group,
+                          table=table, ptraces=ptraces, precords=precords, stem=stem,
+                          title=title, rules=rules))
+    drawn = draw_all([(b["stem"], out, b["ptraces"], b["group"], b["table"], b["ranking"],
+                       b["title"]) for b in built]) if figures else [[] for _ in built]
+    for b, figs in zip(built, drawn, strict=True):
+        problem, size, cls, ranking, table = (b["problem"], b["size"], b["cls"],
+                                              b["ranking"], b["table"])
+        stem, title, rules = b["stem"], b["title"], b["rules"]
         skipped = inapplicable[(inapplicable["problem"] == problem)
                                & (inapplicable["size"] == size)]
         page = render(
             "page.md.j2", title=title, summary=_summary(cls), rules=rules,
-            budget=budget_text(registry, cls, size, group, precords),
+            budget=budget_text(registry, cls, size, b["group"], b["precords"]),
             accuracy_table=markdown_table(table, ranking.columns()),
             bias_table=markdown_table(table, BIAS_COLUMNS, status=False),
             not_applicable=[(label, g["message"].iloc[0])
@@ -201,7 +209,7 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
         index.append(_index_cells(problem, size, stem, ranking, table))
         summary.append((problem, size, table))
         pages.append({"problem": problem, "size": size, "stem": stem, "title": title,
-                      "ranking": ranking, "table": table, "traces": ptraces,
+                      "ranking": ranking, "table": table, "traces": b["ptraces"],
                       "summary": _summary(cls),
                       "rules": paragraphs(rules)})
     ranks_frame = summary_rank_table(summary)
