@@ -188,30 +188,42 @@ def test_bome_multiplier_zero_when_descent_already_decreases_q(registry, coupled
     torch.testing.assert_close(state.lam, lam - xi * cf.f_lam(theta, lam), **TOL)
 
 
-def test_bome_default_converges_on_the_synthetic_unique_problem(registry):
-    """Issue 23.4: with ξ = 1/L the default cycled (error 1.065 forever); with the combined
-    objective's curvature it converges (measured 2.7e-3 after 600 steps, O(1/k))."""
+def test_bome_default_converges_on_the_synthetic_unique_problems(registry):
+    """Issues 23.4, 14: with ξ = 1/L the default cycled (error 1.065 forever); with the combined
+    objective's curvature it converges, at the defaults η = 0.1, T = 30 (bome.py) like the
+    O(1/(ηk)) bias: example 1 measured 0.029 after 200 steps, 0.0095 after 600 (η = 0.5:
+    0.0075, 0.0027); example 2 1.3e-7 after 200 (η = 0.5, T = 10: 0.098)."""
     prob = registry.problem("penalty_synthetic")(example=1)
     errs = [prob.evaluate(s.theta, s.lam)["error"]
             for s in (run_from_init(registry, prob, "bome", n) for n in (200, 600))]
-    assert errs[1] < 1e-2 and errs[1] < 0.6 * errs[0], errs
+    assert errs[1] < 2e-2 and errs[1] < 0.5 * errs[0], errs
+    prob = registry.problem("penalty_synthetic")(example=2)
+    err = prob.evaluate(*_theta_lam(run_from_init(registry, prob, "bome", 200)))["error"]
+    assert err < 1e-5, err
+
+
+def _theta_lam(state):
+    return state.theta, state.lam
 
 
 # ------------------------------------------------------------------------ F2SA
 def test_f2sa_default_schedule_step_by_hand_at_step_2(registry, coupled):
     """Default decay (Kwon et al. 2023, Thm 3.1: α_k ≍ k^(-5/7) for λ, γ_k ≍ k^(-4/7) for the
-    inner sequences, μ_k = γ_k/α_k ≍ k^(1/7)) at k = 2: γ_k = γ·3^(-4/7), ξ_k = ξ·3^(-5/7),
-    μ_k = μ₀·3^(1/7); T steps z ← z − γ_k∇θg(z), y ← y − (γ_k/μ_k)(∇θf(y) + μ_k∇θg(y));
-    h = ∇λf(y) + μ_k(∇λg(y) − ∇λg(z)), λ ← λ − ξ_k h."""
+    inner sequences, μ_k = γ_k/α_k ≍ k^(1/7)) at k = 2 with k₀ = 3, t = (k + k₀)/k₀ = 5/3:
+    γ_k = γ·t^(-4/7), ξ_k = ξ·t^(-5/7), μ_k = μ₀·t^(1/7); T steps z ← z − γ_k∇θg(z),
+    y ← y − (γ_k/μ_k)(∇θf(y) + μ_k∇θg(y)); h = ∇λf(y) + μ_k(∇λg(y) − ∇λg(z)),
+    λ ← λ − ξ_k h."""
     cf = CoupledForms(coupled)
     t, gamma, xi, mu0 = 3, 0.06, 0.2, 5.0
-    alg = registry.algorithm("f2sa")(inner_steps=t, inner_lr=gamma, outer_lr=xi, penalty=mu0)
+    alg = registry.algorithm("f2sa")(inner_steps=t, inner_lr=gamma, outer_lr=xi, penalty=mu0,
+                                     decay_shift=3)
     lam, z = point(coupled, 17)
     y = randn(coupled.dim_inner, 19)
     state = start(coupled, alg, lam, z)
     state.extra["y"], state.extra["k"] = y.clone(), 2
     state = alg.step(coupled, state)
-    g_k, xi_k, mu = gamma * 3 ** (-4 / 7), xi * 3 ** (-5 / 7), mu0 * 3 ** (1 / 7)
+    tk = 5 / 3
+    g_k, xi_k, mu = gamma * tk ** (-4 / 7), xi * tk ** (-5 / 7), mu0 * tk ** (1 / 7)
     for _ in range(t):
         z, y = (z - g_k * cf.g_theta(z, lam),
                 y - (g_k / mu) * (cf.f_theta(y, lam) + mu * cf.g_theta(y, lam)))
@@ -224,17 +236,31 @@ def test_f2sa_default_schedule_step_by_hand_at_step_2(registry, coupled):
 
 
 def test_f2sa_multiplier_capped(registry, coupled):
-    """μ_k = min(μ₀ (k+1)^b, μ_max)."""
-    alg = registry.algorithm("f2sa")(penalty=10.0, penalty_growth=1.0, penalty_max=25.0)
+    """μ_k = min(μ₀ t^b, μ_max), t = (k + k₀)/k₀ (k₀ = 1 here: t = 6 at k = 5)."""
+    alg = registry.algorithm("f2sa")(penalty=10.0, penalty_growth=1.0, penalty_max=25.0,
+                                     decay_shift=1)
     lam, theta = point(coupled, 23)
     state = start(coupled, alg, lam, theta)
     state.extra["k"] = 5
     assert alg.step(coupled, state).extra["multiplier"] == 25.0
 
 
+def test_f2sa_defaults_converge_on_the_synthetic_unique_problems(registry):
+    """Issue 14: the defaults (k₀ = 200, μ₀ = 100, ξ = 0.2/L_F, T = 10, f2sa.py) reach the
+    O(1/μ_k) bias on example 1 (measured 0.0101 after 200 steps, 0.0095 after 400; the old
+    defaults k₀ = 1, μ₀ = 10, ξ = 0.1/L_F: 2.3 after 400) and the optimum on example 2
+    (measured 1.7e-6 after 200 steps, 3.8e-11 after 400; old: 5.5 after 400)."""
+    prob = registry.problem("penalty_synthetic")(example=1)
+    err = prob.evaluate(*_theta_lam(run_from_init(registry, prob, "f2sa", 400)))["error"]
+    assert err < 2e-2, err
+    prob = registry.problem("penalty_synthetic")(example=2)
+    err = prob.evaluate(*_theta_lam(run_from_init(registry, prob, "f2sa", 400)))["error"]
+    assert err < 1e-8, err
+
+
 def test_f2sa_documented_setting_reaches_the_synthetic_optimum(registry):
-    """Deterministic problem: constant steps and a multiplier growing as √k (bias O(1/μ));
-    the paper's stochastic decay is slower here (measured 4.7 after 600 steps)."""
+    """Deterministic problem: constant steps and a multiplier growing as √((k + k₀)/k₀) (bias
+    O(1/μ)): measured 3e-13 after 300 steps (the old stochastic defaults: 4.7 after 600)."""
     prob = registry.problem("penalty_synthetic")(example=2)
     state = run_from_init(registry, prob, "f2sa", 300, decay=False, penalty=100.0,
                           penalty_growth=0.5)
