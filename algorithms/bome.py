@@ -56,14 +56,15 @@ bias that stays as λ converges. T = 10 (the paper's) leaves a floor of 0.19 her
 number ≈ 20); T = 30 is at the T = 100 figures, T = 20 slightly above (table).
 
 Quick suite, before (η = 0.5, T = 10) → after, 1 seed, ``blobench run -a bome --size quick
---no-tuned`` (final outer loss; suboptimality / error where the problem has one): better on 11
-of 14 — coupled_quadratic suboptimality 0.348 → 0.334, datacleaning_logreg 0.183 → 0.103,
-distill_convnet 1.000 → 0.971, distill_linear 0.081 → 0.042, logreg_ho 0.161 → 0.141,
-meta_weight_net 1.904 → 1.810, poison_logreg −0.283 → −0.483 (the attacker's loss), quadratic
-suboptimality 0.659 → 0.515, ridge_ho 1.016 → 0.642, sparse_ho 0.611 → 0.553; mixed on two —
-fewshot_ridge (outer loss 3.06 → 3.60, test accuracy 0.402 → 0.462), overparam_linreg (outer
-loss 0.060 → 0.003, suboptimality 1.498 → 1.560); worse on two: ``penalty_synthetic`` example
-1 after its 400 steps (0.0028 → 0.014: the larger 1/(ηk) bias, still converging) and
+--no-tuned`` at 6fba240's budgets (final outer loss; suboptimality / error where the problem has
+one): better on 9 of 14 — coupled_quadratic suboptimality 0.348 → 0.334, datacleaning_logreg
+0.183 → 0.103, distill_linear 0.081 → 0.042, logreg_ho 0.161 → 0.141, meta_weight_net 1.307 →
+0.867 (test accuracy 0.565 → 0.695), poison_logreg −0.283 → −0.483 (the attacker's loss),
+quadratic suboptimality 0.659 → 0.515, ridge_ho 1.016 → 0.642, sparse_ho 0.611 → 0.553; mixed
+on three — distill_convnet (outer loss 0.491 → 0.439, test accuracy 0.640 → 0.595),
+fewshot_ridge (outer loss 0.567 → 0.955, test accuracy 0.462 → 0.558), overparam_linreg (outer
+loss 0.060 → 0.003, suboptimality 1.498 → 1.560); worse on two: ``penalty_synthetic`` example 1
+after its 400 steps (0.0028 → 0.014: the larger 1/(ηk) bias, still converging) and
 ``finite_sum_quadratic`` quick with fixed batches of 16 (suboptimality 1.07 → 6.65: the
 fixed-batch estimate is biased at any η, below, and a smaller η weights the implicit part less
 while the noise keeps ∇q̂ large).

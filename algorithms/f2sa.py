@@ -53,19 +53,20 @@ steps 21× the k₀ = 1 sum); μ₀ = 100 puts the O(1/μ) bias at 0.01–0.03 o
 falls like k^{-1/7}: halving it takes 128× the steps, so μ₀ sets the reachable accuracy); ξ =
 0.2/L_F (twice the single-loop default) is stable on every quick problem while 0.4/L_F took
 distill_linear's outer loss from 0.25 to 7.6 (T = 1); T = 10 (unchanged) because problems
-with few outer steps need the inner progress (meta_weight_net quick, 4 steps: test accuracy
-0.24 at T = 1, 0.68 at T = 10); the shared batch because the μ_k-weighted y − z noise otherwise
-dominates under mini-batches (below).
+with few outer steps need the inner progress (meta_weight_net quick at its former 4 steps: test
+accuracy 0.24 at T = 1, 0.68 at T = 10); the shared batch because the μ_k-weighted y − z noise
+otherwise dominates under mini-batches (below).
 
-Quick suite, old → new defaults, 1 seed, ``blobench run -a f2sa --size quick --no-tuned``
-(final outer loss; suboptimality / error where the problem has one): coupled_quadratic
-suboptimality 1.63 → 0.0011, datacleaning_logreg 0.328 → 0.102, distill_convnet 2.68 → 2.00,
-distill_linear 0.249 → 0.244, fewshot_ridge 0.726 → 0.531 (test accuracy 0.304 → 0.362),
-finite_sum_quadratic (batches of 16) suboptimality 4.04 → 0.0090, logreg_ho 0.178 → 0.147,
-meta_weight_net 1.479 → 1.430, overparam_linreg suboptimality 2.29 → 0.73,
-penalty_synthetic error 2.28 → 0.0095, poison_logreg −0.341 → −0.559 (the attacker's loss),
-quadratic suboptimality 0.849 → 0.0022, ridge_ho 0.756 → 0.425, sparse_ho 0.6859 → 0.6874
-(test accuracy 0.515 → 0.548): none worse beyond the third digit.
+Quick suite, old → new defaults, 1 seed, ``blobench run -a f2sa --size quick --no-tuned`` at
+6fba240's budgets (final outer loss; suboptimality / error where the problem has one): better on
+12 of 14 — coupled_quadratic suboptimality 1.63 → 0.0011, datacleaning_logreg 0.328 → 0.102,
+distill_convnet 2.73 → 0.92 (test accuracy 0.10 → 0.47), distill_linear 0.249 → 0.244,
+fewshot_ridge 0.275 → 0.013 (test accuracy 0.324 → 0.400), finite_sum_quadratic (batches of
+16) suboptimality 4.04 → 0.0090, logreg_ho 0.178 → 0.147, overparam_linreg suboptimality 2.29
+→ 0.73, penalty_synthetic error 2.28 → 0.0095, poison_logreg −0.341 → −0.559 (the attacker's
+loss), quadratic suboptimality 0.849 → 0.0022, ridge_ho 0.756 → 0.425; about equal on
+sparse_ho (0.6859 → 0.6874, test accuracy 0.515 → 0.548); worse on meta_weight_net (16 steps:
+outer loss 1.476 → 1.679, test accuracy 0.700 → 0.695).
 
 Mini-batches (``finite_sum_quadratic`` quick, batches of 16): the old defaults were at 3.3
 relative error after 1,000 steps; ``decay_shift=200, penalty=30, outer_lr=0.3, inner_steps=1,
@@ -78,7 +79,8 @@ within 3 % (log-log slope −0.19 in k + k₀); μ₀ = 100: 0.012 after 4,000 s
 comes on top (second-half mean 0.06–0.15 at batches of 16 up to 8,000 steps, not monotone at
 this size: Q's flat direction, curvature 0.045, averages it slowly; at μ₀ = 100 and ξ = 0.29:
 0.081 after 1,000 steps, 0.16 after 3,000; with batches of 64: 0.026 after 3,000; the new
-defaults, batches of 16: 0.12 after 1,000, 0.23 after 3,000).
+defaults, batches of 16: 0.12 after 1,000, 0.23 after 3,000; batches of 64: 0.027, 0.032, 0.038
+after 3,000, seeds 0-2, tested).
 
 Step sizes: γ = None → ``problem.inner_step_size(λ)``; ξ = None → :data:`OUTER_SCALE` ·
 ``problem.outer_step_size()``. Batches: one fresh mini-batch per gradient from the problem's
