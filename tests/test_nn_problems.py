@@ -196,6 +196,56 @@ def test_ridge_evaluate_keeps_the_last_lambda_only(registry, ridge):
     assert ridge.evaluate(theta, lam) == own
 
 
+@pytest.mark.parametrize("build", ["conv4_head", "conv4_features", "convnet3"])
+def test_task_forward_equals_vmap(build):
+    """The grouped-convolution forward of T tasks equals vmap of the model, values and
+    gradients in the per-task weights: batch norm per task (conv4), instance norm and average
+    pooling (convnet3), the classifier's row order after flattening."""
+    from blobench.toolkit import convnets
+
+    model = {"conv4_head": lambda: convnets.conv4(1, 12, 5, width=3, depth=2),
+             "conv4_features": lambda: convnets.conv4(2, 8, 0, width=4, depth=2),
+             "convnet3": lambda: convnets.convnet3(1, 12, 4, width=3, depth=2)}[build]()
+    gen = torch.Generator().manual_seed(0)
+    channels = 2 if build == "conv4_features" else 1
+    side = 8 if build == "conv4_features" else 12
+    weights = torch.stack([model.init(gen, torch.float64) for _ in range(3)])
+    weights.requires_grad_(True)
+    x = torch.randn(3, 4, channels, side, side, generator=gen, dtype=torch.float64)
+    grouped = convnets.task_forward(model, weights, x)
+    mapped = torch.func.vmap(model)(weights, x)
+    assert grouped.shape == mapped.shape
+    assert torch.allclose(grouped, mapped, rtol=0, atol=1e-12)
+    probe = torch.randn(mapped.shape, generator=gen, dtype=torch.float64)
+    (g1,) = torch.autograd.grad((grouped * probe).sum(), weights)
+    (g2,) = torch.autograd.grad((mapped * probe).sum(), weights)
+    assert torch.allclose(g1, g2, rtol=0, atol=1e-12)
+
+
+def test_conv4_evaluate_equals_vmap_adaptation(registry):
+    """``evaluate`` (grouped forward, autograd of the sum over tasks) gives the numbers of the
+    per-task ``torch.func.grad`` adaptation under vmap, proximal term included."""
+    p = registry.problem("fewshot_conv4")(size="quick", seed=0, n_test_tasks=6, dtype="float64",
+                                          proximal=0.5)
+    lam = p.init_outer(torch.Generator().manual_seed(0))
+    rho, lr = p.config["proximal"], p.config["inner_lr"]
+
+    def loss(w, x, y, anchor):
+        return p.task_loss(w, x, y) + 0.5 * rho * ((w - anchor) ** 2).sum()
+
+    grad = torch.func.vmap(torch.func.grad(loss), in_dims=(0, 0, 0, None))
+    parts = []
+    for support, query in p.test_chunks():
+        w = lam.expand(support[0].shape[0], -1).clone()
+        for _ in range(p.config["eval_steps"]):
+            w = w - lr * grad(w, *support, lam)
+        parts.append((torch.func.vmap(p.model)(w, query[0]), query[1]))
+    expected = p.summarize(parts)
+    got = p.evaluate(None, lam)
+    assert got["test_accuracy"] == expected["test_accuracy"]
+    assert got["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-10)
+
+
 def test_maml_conv4_vmaps_tasks_and_starts_at_lambda(registry):
     p = registry.problem("fewshot_conv4")(size="quick", seed=0, n_tasks=3)
     lam = p.init_outer(torch.Generator().manual_seed(0))

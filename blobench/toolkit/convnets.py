@@ -30,6 +30,11 @@ cross-entropy and accuracy of a flat classifier on a labelled set, in chunks (no
 checkpointed chunks (at full size a 10,000-image batch through ConvNet-3 would hold ≈ 40 GB
 of activations).
 :class:`NetworkInner` is the mixin of problems whose θ is the flat weights of ``self.model``.
+:func:`task_forward` is ``torch.func.vmap(model)(W, x)`` — one weight vector per task, each on
+its own batch — as one grouped convolution per layer (tasks folded into channels, so batch
+norm on the batch's own statistics is per task): the same numbers, 40 % less time for a
+Conv-4 few-shot evaluation at quick (issue 15: vmap's batching rules copy between layouts
+and take max pooling's with-indices path).
 
 Flat vector vs parameter dict: ``FlatModel`` splits θ into views (no copy), so the only
 extra cost per call is the concatenation of the gradient — O(dim θ) against the
@@ -193,3 +198,43 @@ class NetworkInner:
         """``test_accuracy`` and ``test_loss`` of the classifier with weights θ."""
         loss, accuracy = scores(self.model, theta, self.x_test, self.y_test)
         return {"test_accuracy": accuracy, "test_loss": loss}
+
+
+def task_forward(model: FlatModel, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``torch.func.vmap(model)(weights, x)`` for a :func:`convnet` (T tasks: ``weights`` is
+    T × ``model.numel``, ``x`` is T × N × C × H × W; returns T × N × outputs), computed with
+    the T tasks folded into the channels: conv layers as one convolution with ``groups=T``,
+    norms per (task, channel) — batch norm over the task's own N images, instance norm per
+    image — pooling and ReLU unchanged, the classifier as a batched matrix product.
+    Differentiable in ``weights`` (and ``x``). Modules other than those :func:`convnet`
+    builds (with ``groups=1`` convolutions, affine norms) raise ``ValueError``."""
+    t, n = x.shape[:2]
+    given = dict(zip(model.names, torch.split(weights, model.numels, dim=1), strict=True))
+    params = {name: w.reshape(t, *shape)
+              for (name, w), shape in zip(given.items(), model.shapes, strict=True)}
+    h = x.transpose(0, 1).reshape(n, t * x.shape[2], *x.shape[3:])  # N × (T·C) × H × W
+    folded = True
+    for name, layer in model.module.named_children():
+        w, b = params.get(f"{name}.weight"), params.get(f"{name}.bias")
+        flat_w = None if w is None else w.reshape(-1, *w.shape[2:])
+        flat_b = None if b is None else b.reshape(-1)
+        if isinstance(layer, nn.Conv2d) and layer.groups == 1 and folded:
+            h = nn.functional.conv2d(h, flat_w, flat_b, layer.stride, layer.padding,
+                                     layer.dilation, groups=t)
+        elif (isinstance(layer, nn.BatchNorm2d) and not layer.track_running_stats
+              and layer.affine and folded):
+            h = nn.functional.batch_norm(h, None, None, flat_w, flat_b, True, 0.0, layer.eps)
+        elif (isinstance(layer, nn.GroupNorm) and layer.num_groups == layer.num_channels
+              and layer.affine and folded):  # instance norm: per image and channel
+            h = nn.functional.group_norm(h, t * layer.num_groups, flat_w, flat_b, layer.eps)
+        elif isinstance(layer, (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Identity)) and folded:
+            h = layer(h)
+        elif isinstance(layer, nn.Flatten) and folded:
+            h = h.reshape(n, t, -1).transpose(0, 1)  # T × N × (C·H·W), C·H·W in vmap's order
+            folded = False
+        elif isinstance(layer, nn.Linear) and not folded:
+            h = h @ w.transpose(1, 2) if b is None else torch.baddbmm(b.unsqueeze(1), h,
+                                                                        w.transpose(1, 2))
+        else:
+            raise ValueError(f"task_forward: unsupported layer {name}: {layer}")
+    return h.reshape(n, t, -1).transpose(0, 1) if folded else h
