@@ -26,3 +26,22 @@ def hypergrad_after_one_step(registry, problem, algorithm: str, lam: torch.Tenso
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+# finite_sum_quadratic quick, seed 0 (the mini-batch fidelity tests: test_fidelity_minibatch*.py)
+@pytest.fixture(scope="module")
+def fsq(registry):
+    """Batches of 16 (the problem's quick default)."""
+    return registry.problem("finite_sum_quadratic")(seed=0)
+
+
+@pytest.fixture(scope="module")
+def fsq64(registry):
+    """The same instance with mini-batches of 64 (of its 128 samples)."""
+    return registry.problem("finite_sum_quadratic")(seed=0, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def fsq_full(registry):
+    """The same instance with full batches (the deterministic case)."""
+    return registry.problem("finite_sum_quadratic")(seed=0, batch_size=0)

@@ -76,23 +76,6 @@ BOME_STOCH = dict(lr=0.3, decay=0.5, decay_shift=100, inner_steps=30, eta=0.5,
                   batch_growth=1.005)
 
 
-@pytest.fixture(scope="module")
-def fsq(registry):
-    return registry.problem("finite_sum_quadratic")(seed=0)
-
-
-@pytest.fixture(scope="module")
-def fsq_full(registry):
-    """The same instance with full batches (the deterministic case)."""
-    return registry.problem("finite_sum_quadratic")(seed=0, batch_size=0)
-
-
-@pytest.fixture(scope="module")
-def registry_problem_b64(registry):
-    """The same instance with mini-batches of 64 (of its 128 samples)."""
-    return registry.problem("finite_sum_quadratic")(seed=0, batch_size=64)
-
-
 def errors(registry, prob, name: str, steps: int, seed: int = 0, **params
            ) -> tuple[float, float]:
     """(error of the last iterate, error of the mean iterate of the second half)."""
@@ -175,28 +158,28 @@ def _soba_fixed_step_errors(registry, prob, seeds=(0, 1, 2)) -> float:
 
 
 @pytest.mark.slow
-def test_soba_noise_ball_shrinks_with_the_batch(registry, fsq, registry_problem_b64):
+def test_soba_noise_ball_shrinks_with_the_batch(registry, fsq, fsq64):
     """SOBA's oracles are unbiased, so at constant steps it reaches a noise ball whose radius
     scales like the oracles' standard deviation, √((n − b)/(b (n − 1))) without replacement:
     0.378× from b = 16 to 64. Measured (mean of seeds 0–2, 2,000 steps): 0.071 at b = 16, 0.029
     at 64 (ratio 0.41); asserted: ratio < 0.6."""
     small = _soba_fixed_step_errors(registry, fsq)
-    large = _soba_fixed_step_errors(registry, registry_problem_b64)
+    large = _soba_fixed_step_errors(registry, fsq64)
     assert large < 0.6 * small, (small, large)
 
 
 @pytest.mark.slow
-def test_soba_noise_ball_mutant_batch_truncated(registry, fsq, registry_problem_b64,
+def test_soba_noise_ball_mutant_batch_truncated(registry, fsq, fsq64,
                                                 monkeypatch):
     """Self-check: the b = 64 problem's samplers keep a random 16 of their 64 indices (the
     batch size ignored): the test must fail (measured 0.51 against 0.072 at b = 16, ratio 7.1;
     16 random of each 64-block are noisier than the fixed 16-blocks of the b = 16 sampler)."""
     for name in ("sample_inner_batch", "sample_outer_batch"):
-        original = getattr(registry_problem_b64, name)
-        monkeypatch.setattr(registry_problem_b64, name, lambda gen, _o=original: _o(gen)[
+        original = getattr(fsq64, name)
+        monkeypatch.setattr(fsq64, name, lambda gen, _o=original: _o(gen)[
             torch.randperm(64, generator=gen)[:16]])
     small = _soba_fixed_step_errors(registry, fsq, seeds=(0, 1))
-    large = _soba_fixed_step_errors(registry, registry_problem_b64, seeds=(0, 1))
+    large = _soba_fixed_step_errors(registry, fsq64, seeds=(0, 1))
     assert large > 0.6 * small, (small, large)
 
 
@@ -264,30 +247,30 @@ def test_f2sa_defaults_mutant_flipped_multiplier_term(registry, fsq_full, flippe
     assert last > 1.0, last
 
 
-def test_f2sa_defaults_reach_lambda_star_with_batches_of_64(registry, registry_problem_b64):
+def test_f2sa_defaults_reach_lambda_star_with_batches_of_64(registry, fsq64):
     """Issue 14: the defaults with T = 1 (f2sa.py: within 10 % of T = 10 in the deterministic
     case, 3× cheaper here) from mini-batches of 64 of the 128 samples, 3,000 steps: the mean
     iterate of the second half within 0.05 of λ* (measured 0.034; seeds 1, 2: 0.034, 0.029; the
     full-batch bias at this μ_k is 0.02-0.03), the last iterate < 0.25 (measured 0.061)."""
-    last, mean = errors(registry, registry_problem_b64, "f2sa", 3000, inner_steps=1)
+    last, mean = errors(registry, fsq64, "f2sa", 3000, inner_steps=1)
     assert mean < 0.05 and last < 0.25, (last, mean)
 
 
 def test_f2sa_defaults_batches_of_64_mutant_flipped_multiplier_term(registry,
-                                                                    registry_problem_b64,
+                                                                    fsq64,
                                                                     flipped_lambda_grad):
     """Self-check of the test above: μ(∇_λ g(y) − ∇_λ g(z)) with its sign flipped; measured:
     mean 2.2e10."""
-    last, mean = errors(registry, registry_problem_b64, "f2sa", 3000, inner_steps=1)
+    last, mean = errors(registry, fsq64, "f2sa", 3000, inner_steps=1)
     assert mean > 1.0, (last, mean)
 
 
 @pytest.mark.slow
-def test_f2sa_defaults_batches_of_64_seeds(registry, registry_problem_b64):
+def test_f2sa_defaults_batches_of_64_seeds(registry, fsq64):
     """The defaults themselves (T = 10), seeds 0-2, 3,000 steps from batches of 64: mean
     iterate of the second half < 0.05 (measured 0.027, 0.032, 0.038)."""
     for seed in (0, 1, 2):
-        last, mean = errors(registry, registry_problem_b64, "f2sa", 3000, seed=seed)
+        last, mean = errors(registry, fsq64, "f2sa", 3000, seed=seed)
         assert mean < 0.05, (seed, last, mean)
 
 
@@ -372,12 +355,12 @@ def test_bome_decaying_step_rate(registry, fsq):
 
 
 @pytest.mark.slow
-def test_bome_fixed_batches_stay_biased(registry, fsq, registry_problem_b64):
+def test_bome_fixed_batches_stay_biased(registry, fsq, fsq64):
     """With a fixed batch size BOME's estimate is biased (module docstring of bome.py): batches
     of 16 and of 64 (of 128 samples) both stay > 2 after 1,500 steps (measured 3.0, 2.9) where
     growing batches reach 0.18."""
     params = {k: v for k, v in BOME_STOCH.items() if k != "batch_growth"}
-    for prob in (fsq, registry_problem_b64):
+    for prob in (fsq, fsq64):
         last, = errors_at(registry, prob, "bome", (1500,), **params)
         assert last > 2.0, last
 
@@ -404,10 +387,10 @@ def test_v_pbgd_mutant_flipped_value_gradient_does_not_converge(registry, fsq,
 
 
 @pytest.mark.slow
-def test_v_pbgd_fixed_batches_stay_biased(registry, registry_problem_b64):
+def test_v_pbgd_fixed_batches_stay_biased(registry, fsq64):
     """Fixed batches of 64 of the 128 samples: the value-gap gradient is biased (v_pbgd.py), λ
     stays > 2 from λ* after 600 steps (measured 3.3 at 250–1,500 steps)."""
-    last, = errors_at(registry, registry_problem_b64, "v_pbgd", (600,), batch_growth=1.0,
+    last, = errors_at(registry, fsq64, "v_pbgd", (600,), batch_growth=1.0,
                       **V_PBGD)
     assert last > 2.0, last
 

@@ -71,21 +71,6 @@ from blobench import autodiff
 RHO_16 = 0.49764036479762636  # finite_sum_quadratic quick's 1/L_b at b = 16
 
 
-@pytest.fixture(scope="module")
-def fsq(registry):
-    return registry.problem("finite_sum_quadratic")(seed=0)
-
-
-@pytest.fixture(scope="module")
-def fsq64(registry):
-    return registry.problem("finite_sum_quadratic")(seed=0, batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def fsq_full(registry):
-    return registry.problem("finite_sum_quadratic")(seed=0, batch_size=0)
-
-
 def run(registry, prob, name: str, steps: int, seed: int = 0, checkpoints: tuple[int, ...] = (),
         **params) -> dict:
     """One run from the problem's λ₀: the last λ, the mean λ of the second half, and the λ at
