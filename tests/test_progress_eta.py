@@ -100,3 +100,56 @@ def test_a_configuration_the_table_lacks_takes_its_algorithms_median_on_the_prob
     assert order_cells(cells, {}, full)[0] is soba  # no shuffle: every cell has a timing
     bar = Progress(cells, {}, 1, "off", clock=lambda: 0.0, shipped=full)
     assert bar.shipped[soba.config_id()] == 100.0
+
+
+def test_bench_replays_a_run_with_the_table_it_read(tmp_path, monkeypatch):
+    """The run keeps the timing table its ETA read in its store; ``blobench bench
+    --run-results`` replays with that copy, not with the working tree's table — which
+    ``blobench leaderboard`` rewrites from the very run (a replay with it measured nothing)."""
+    import blobench.workflows.pipeline as pipeline_module
+    from blobench.cli import main
+    from blobench.execution.progress import TIMINGS_DIR
+    from blobench.workflows.speed import summarize_run
+
+    cells = _cells()
+    read = {cell_time_key(c): 0.05 * (1 + i) for i, c in enumerate(cells)}
+    shipped = tmp_path / "cell_seconds.json"
+    shipped.write_text(json.dumps(read))
+    monkeypatch.setattr(pipeline_module, "SHIPPED_TIMINGS", shipped)
+    monkeypatch.setattr("blobench.workflows.runspec.SHIPPED_TIMINGS", shipped)
+    res = tmp_path / "res"
+    assert main(["run", "-p", "ridge_ho", "-p", "quadratic", "-a", "implicit_cg", "-a",
+                 "unrolled", "-a", "soba", "--steps", "3", "--in-process", "-q",
+                 "--no-tuned", "--results", str(res)]) == 0
+    kept = list((res / TIMINGS_DIR).glob("*.json"))
+    assert len(kept) == 1 and load_cell_seconds(kept[0]) == read
+    before = summarize_run(res)
+    assert before["eta_table"].startswith("the table the run read")
+    from blobench.workflows.speed import goal_rows
+
+    run_row, eta_row = goal_rows({"runs": [before]})[2:]
+    assert not before["default"] and "| run (suite quick, 6 cells" in run_row
+    assert "stated in the README" in run_row and "the table the run read" in eta_row
+    # the working tree's table changes after the run: cells 100× apart
+    shipped.write_text(json.dumps({k: v * (100 if i % 2 else 1)
+                                   for i, (k, v) in enumerate(read.items())}))
+    after = summarize_run(res)
+    assert after["eta_errors"] == before["eta_errors"]
+    # without its kept copy the replay falls back to the working tree's table, and says so
+    kept[0].unlink()
+    fallback = summarize_run(res)
+    assert "working tree" in fallback["eta_table"]
+    assert fallback["eta_errors"] != before["eta_errors"]
+
+
+def test_suite_speedup_pairs_two_runs_of_the_same_cells():
+    from blobench.workflows.speed import suite_speedup
+
+    one = {"cells": 10, "n_jobs": 1, "wall_s": 100.0, "cells_digest": "a", "suite": "quick",
+           "seeds": 1, "results": "r1"}
+    two = {**one, "n_jobs": 2, "wall_s": 50.0, "results": "r2"}
+    pair = suite_speedup([two, one])
+    assert pair["speedup"] == 2.0 and pair["met"] and pair["results"] == ["r1", "r2"]
+    assert suite_speedup([one, {**two, "cells_digest": "b"}]) is None  # not the same cells
+    assert suite_speedup([one]) is None
+    assert not suite_speedup([one, {**two, "wall_s": 60.0}])["met"]  # 1.67×

@@ -105,6 +105,36 @@ def load_cell_seconds(path: Path) -> dict[str, float]:
             if isinstance(v, (int, float)) and v >= 0}
 
 
+#: the folder of a results store holding the timing tables its runs read
+TIMINGS_DIR = "timings"
+
+
+def save_run_timings(root: Path, table: dict[str, float]) -> str:
+    """Keep the timing table a run reads in its results store, as
+    ``<root>/timings/<digest>.json``; returns the digest its records carry (``run.timings``).
+    ``blobench bench --run-results`` replays the run's ETA with this table: the committed
+    ``cell_seconds.json`` may have been rewritten since (``blobench leaderboard`` does so
+    from the very run it reads — a replay with that table measured nothing)."""
+    import hashlib
+
+    text = json.dumps(table, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = Path(root) / TIMINGS_DIR
+    target = folder / f"{digest}.json"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".tmp-{os.getpid()}-{digest}.json"
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    return digest
+
+
+def load_run_timings(root: Path, digest: str) -> dict[str, float] | None:
+    """The timing table a run read (:func:`save_run_timings`); None if it was not kept."""
+    path = Path(root) / TIMINGS_DIR / f"{digest}.json"
+    return load_cell_seconds(path) if path.is_file() else None
+
+
 class Progress:
     """Finished cells with an ETA that weights each cell by its expected seconds.
 

@@ -53,11 +53,13 @@ class Pipeline:
         return (f"tuned settings: {_display(self.settings_path)} applied to "
                 f"{self.settings_cells} of {len(self.cells)} cell(s)")
 
-    def provenance(self) -> dict[str, Any]:
-        """What each record of this run carries as ``run``: the spec and its config file."""
+    def provenance(self, timings: str | None = None) -> dict[str, Any]:
+        """What each record of this run carries as ``run``: the spec and its config file, the
+        tuned-settings file, the digest of the timing table the ETA read (kept in the store:
+        :func:`blobench.execution.progress.save_run_timings`), the load at the start."""
         return {"spec": self.spec.to_dict(), "config_file": self.spec.config_file,
                 "settings": self.settings_path, "cells": len(self.cells),
-                "n_jobs": self.spec.jobs,
+                "n_jobs": self.spec.jobs, "timings": timings,
                 "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
     def execute(self, on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -67,17 +69,19 @@ class Pipeline:
         ``progress``: "bar", "lines", "off" or None (the spec's ``progress`` and the terminal
         decide: a bar on a TTY, one line per finished cell otherwise; ``TQDM_DISABLE`` off).
         """
-        from blobench.execution.progress import load_cell_seconds
+        from blobench.execution.progress import load_cell_seconds, save_run_timings
         from blobench.execution.runner import progress_mode, run_cells
 
         spec = self.spec
+        timings = load_cell_seconds(SHIPPED_TIMINGS)
+        digest = save_run_timings(self.store.root, timings) if self.cells else None
         return run_cells(self.registry, self.cells, self.store, force=spec.force,
-                         shipped_seconds=load_cell_seconds(SHIPPED_TIMINGS),
+                         shipped_seconds=timings,
                          retry_failed=spec.retry_failed,
                          n_jobs=spec.jobs, backend=spec.backend, scheduler=spec.scheduler,
                          cell_timeout=spec.cell_timeout, isolate=not spec.in_process,
                          progress=progress or progress_mode(spec.progress),
-                         on_record=on_record, provenance=self.provenance())
+                         on_record=on_record, provenance=self.provenance(digest))
 
     def records(self) -> list[dict[str, Any]]:
         """The stored records of this run's cells (cells not run yet are left out)."""

@@ -28,8 +28,11 @@ into the report's table (goal, target, measured, met, the command that measured 
 - :func:`summarize_run`: a finished ``blobench run`` read from its store (the records carry
   ``cell_seconds`` and the run's spec): its cells, wall time and efficiency, and how far the
   progress bar's ETA was from the truth at 10/25/50/75 % of the cells (replayed with the
-  same estimator, :class:`blobench.execution.progress.Progress`); targets: the default run
-  < 10 min on 2 cores, ETA within 30 %.
+  same estimator, :class:`blobench.execution.progress.Progress`, and the timing table the
+  run read, kept in its store); targets: the default run < 10 min on 2 cores, ETA within
+  30 %. :func:`suite_speedup`: two such runs of the same cells at ``--n-jobs`` 1 and 2 give
+  the speed-up on the whole suite (the sample of :func:`measure_parallel` takes seconds;
+  the suite, minutes).
 """
 
 from __future__ import annotations
@@ -184,9 +187,8 @@ def measure_parallel(registry: Registry, seeds: int = 1) -> dict[str, Any]:
 def summarize_run(results: str | Path) -> dict[str, Any]:
     """The latest run recorded in a store: cells, wall, efficiency, ETA error (replayed)."""
     from blobench.execution.harness import Cell
-    from blobench.execution.progress import Progress, load_cell_seconds, record_seconds
+    from blobench.execution.progress import Progress, record_seconds
     from blobench.execution.store import ResultsStore
-    from blobench.workflows.runspec import SHIPPED_TIMINGS
 
     records = [r for r in ResultsStore(results).records() if r.get("run")]
     if not records:
@@ -202,9 +204,8 @@ def summarize_run(results: str | Path) -> dict[str, Any]:
     solver = sum(r["solver_seconds"] or 0 for r in records)
     cells = [Cell(**{k: v for k, v in r["config"].items()}, label=r["label"]) for r in records]
     now = [t0]
-    # the shipped timings the run read (the committed file: a run of the same commit)
-    progress = Progress(cells, {}, jobs, "off", clock=lambda: now[0],
-                        shipped=load_cell_seconds(SHIPPED_TIMINGS))
+    table, table_source = _timings_read_by(results, last)
+    progress = Progress(cells, {}, jobs, "off", clock=lambda: now[0], shipped=table)
     errors = {}
     marks = {max(1, round(f * len(records))): f for f in (0.1, 0.25, 0.5, 0.75)}
     for i, (record, cell) in enumerate(zip(records, cells, strict=True), start=1):
@@ -227,10 +228,60 @@ def summarize_run(results: str | Path) -> dict[str, Any]:
             # CPU of the cell processes (isolated cells): what the run needs of idle cores
             "cpu_s": cpu, "idle_estimate_s": cpu / max(jobs, 1),
             "load": last.get("load"),
-            "eta_errors": errors, "eta_target": TARGETS["eta_error"],
+            "default": _is_default(spec, jobs), "cells_digest": _digest(sorted(
+                r["config_id"] for r in records)),
+            "eta_errors": errors, "eta_table": table_source, "eta_target": TARGETS["eta_error"],
             "eta_met": bool(known) and max(known) <= TARGETS["eta_error"],
             "minutes_target": TARGETS["default_run_min"],
             "minutes_met": wall / 60 < TARGETS["default_run_min"]}
+
+
+def _timings_read_by(results: str | Path, run: dict[str, Any]
+                     ) -> tuple[dict[str, float], str]:
+    """The timing table a run's ETA read, and where it came from: the copy the run kept in
+    its store (``run.timings``), else — a run from before that was kept — the working tree's
+    ``leaderboards/cell_seconds.json``, which may differ from the one the run read."""
+    from blobench.execution.progress import load_cell_seconds, load_run_timings
+    from blobench.workflows.runspec import SHIPPED_TIMINGS
+
+    digest = run.get("timings")
+    table = load_run_timings(Path(results), digest) if digest else None
+    if table is not None:
+        return table, f"the table the run read (timings/{digest}.json)"
+    return (load_cell_seconds(SHIPPED_TIMINGS),
+            f"{SHIPPED_TIMINGS.name} of the working tree (the run kept no copy of the table "
+            "it read: it may have changed since)")
+
+
+def _digest(items: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+
+def _is_default(spec: Any, jobs: int) -> bool:
+    """Whether a run is the README's first command: the quick suite, its seeds, every problem
+    and algorithm, one job per core."""
+    from blobench.workflows.runspec import RunSpec
+
+    default = RunSpec()
+    return (spec.suite == default.suite and spec.seed_list == default.seed_list
+            and not spec.problems and not spec.algorithms and jobs == default.jobs)
+
+
+def suite_speedup(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``--n-jobs 2`` vs ``--n-jobs 1`` on a whole suite: the wall times of two recorded runs
+    of the same cells (same configurations; ``blobench bench --run-results A --run-results
+    B``), None unless such a pair was given."""
+    by_jobs = {r.get("n_jobs"): r for r in runs if r.get("cells")}
+    one, two = by_jobs.get(1), by_jobs.get(2)
+    if one is None or two is None or one["cells_digest"] != two["cells_digest"]:
+        return None
+    speedup = one["wall_s"] / two["wall_s"]
+    return {"cells": one["cells"], "suite": one["suite"], "seeds": one["seeds"],
+            "wall_1": one["wall_s"], "wall_2": two["wall_s"], "speedup": speedup,
+            "target": TARGETS["speedup"], "met": speedup >= TARGETS["speedup"],
+            "results": [one["results"], two["results"]]}
 
 
 def _met(flag: bool | None) -> str:
@@ -279,22 +330,41 @@ def goal_rows(report: dict[str, Any]) -> list[str]:
         from blobench.workflows.bench.step_cost import goal_rows as step_cost_rows
 
         rows += step_cost_rows(report["step_cost"])
-    r = report.get("run")
-    if r and r.get("cells"):
-        idle = (f"; its cells used {r['cpu_s'] / 60:.1f} CPU-min, i.e. "
-                f"{r['idle_estimate_s'] / 60:.1f} min on {r['n_jobs']} idle cores"
-                if r.get("cpu_s") else "")
-        done = (f"{r['cells']} of {r['planned']} cells: stopped" if r.get("planned")
-                and r["planned"] > r["cells"] else f"{r['cells']} cells")
-        rows.append(f"| default run (suite {r['suite']}, {done}, {r['seeds']} seed(s), "
-                    f"--n-jobs {r['n_jobs']}, load {r.get('load')}) | < "
-                    f"{r['minutes_target']:g} min on 2 cores | "
-                    f"{r['wall_s'] / 60:.1f} min wall (efficiency {r['efficiency']:.2f}){idle} | "
-                    f"{_met(r['minutes_met'])} | `blobench bench --run-results "
-                    f"{r['results']}` |")
-        errs = ", ".join(f"{k}: {'?' if v is None else f'{100 * v:.0f} %'}"
-                         for k, v in r["eta_errors"].items())
-        rows.append(f"| progress ETA error at 10/25/50/75 % of the cells | ≤ "
-                    f"{100 * r['eta_target']:.0f} % | {errs} | {_met(r['eta_met'])} | "
-                    "same |")
+    runs = report.get("runs") or ([report["run"]] if report.get("run") else [])
+    for r in runs:
+        rows += _run_rows(r)
+    both = report.get("suite_speedup")
+    if both:
+        rows.append(f"| `--n-jobs 2` vs `--n-jobs 1` on the whole suite {both['suite']} "
+                    f"({both['cells']} cells, {both['seeds']} seed(s)) | ≥ {both['target']:g}× "
+                    f"| {both['speedup']:.2f}× ({both['wall_1'] / 60:.1f} min → "
+                    f"{both['wall_2'] / 60:.1f} min) | {_met(both['met'])} | `blobench bench "
+                    + " ".join(f"--run-results {d}" for d in both["results"]) + "` |")
+    return rows
+
+
+def _run_rows(r: dict[str, Any]) -> list[str]:
+    """The rows of one recorded run: its wall time (against the 10-minute goal when it is the
+    default run; for the README otherwise) and its progress ETA's error."""
+    if not r.get("cells"):
+        return []
+    idle = (f"; its cells used {r['cpu_s'] / 60:.1f} CPU-min, i.e. "
+            f"{r['idle_estimate_s'] / 60:.1f} min on {r['n_jobs']} idle cores"
+            if r.get("cpu_s") else "")
+    done = (f"{r['cells']} of {r['planned']} cells: stopped" if r.get("planned")
+            and r["planned"] > r["cells"] else f"{r['cells']} cells")
+    default = r.get("default", True)
+    name = "default run" if default else "run"
+    command = f"`blobench bench --run-results {r['results']}`"
+    target, met = ((f"< {r['minutes_target']:g} min on 2 cores", _met(r["minutes_met"]))
+                   if default else ("stated in the README", "—"))
+    rows = [f"| {name} (suite {r['suite']}, {done}, {r['seeds']} seed(s), "
+            f"--n-jobs {r['n_jobs']}, load {r.get('load')}) | {target} | "
+            f"{r['wall_s'] / 60:.1f} min wall (efficiency {r['efficiency']:.2f}){idle} | "
+            f"{met} | {command} |"]
+    errs = ", ".join(f"{k}: {'?' if v is None else f'{100 * v:.0f} %'}"
+                     for k, v in r["eta_errors"].items())
+    table = f"; replayed with {r['eta_table']}" if r.get("eta_table") else ""
+    rows.append(f"| progress ETA error at 10/25/50/75 % of the cells of that run{table} | ≤ "
+                f"{100 * r['eta_target']:.0f} % | {errs} | {_met(r['eta_met'])} | same |")
     return rows

@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="quick",
                         help="the suite whose problems the evaluation share is measured on "
                              "(default quick, the default run's; all: every problem)")
-    parser.add_argument("--run-results", metavar="DIR",
+    parser.add_argument("--run-results", metavar="DIR", action="append", default=[],
                         help="also report the latest `blobench run` stored in DIR: its wall "
-                             "time, efficiency and the progress ETA's error")
+                             "time, efficiency and the progress ETA's error (repeatable; two "
+                             "runs of the same cells at --n-jobs 1 and 2 give the suite's "
+                             "speed-up)")
     parser.add_argument("--full-scale", action="store_true",
                         help="only: one inner gradient vs one HVP vs one CG-k hypergradient "
                              f"at full size in float32 ({', '.join(FULL_SCALE)}), written to "
@@ -58,7 +60,7 @@ def command(args: argparse.Namespace) -> int:
     report = run_benchmark(registry, sizes, args.problem or None, args.k, args.unroll_steps,
                            harness=not args.no_harness, rounds=args.rounds,
                            goals=not args.no_goals, kernels=not args.no_kernels,
-                           run_results=args.run_results, suite=args.suite)
+                           run_results=args.run_results or None, suite=args.suite)
     js, md = write_report(report, args.report)
     print(f"report: {md} and {js}")
     return 0

@@ -108,7 +108,7 @@ def measure_goals(registry: Registry, log: Callable[[str], None] = print,
 def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | None = None,
                   k: int = 10, unroll_steps: int = 10, harness: bool = True,
                   rounds: int = 7, log: Callable[[str], None] = print, goals: bool = True,
-                  kernels: bool = True, run_results: str | None = None,
+                  kernels: bool = True, run_results: list[str] | None = None,
                   suite: str = "quick") -> dict[str, Any]:
     torch.set_num_threads(1)
     report: dict[str, Any] = {
@@ -142,9 +142,10 @@ def run_benchmark(registry: Registry, sizes: list[str], problems: list[str] | No
                 f"{100 * (h['overhead_share'] or 0):.2f} % of solver time, evaluation "
                 f"{100 * h['evaluation_share_of_wall']:.0f} % of wall")
     if goals and run_results:  # last: the run may still be finishing while the rest measures
-        from blobench.workflows.speed import summarize_run
+        from blobench.workflows.speed import suite_speedup, summarize_run
 
-        report["goals"]["run"] = summarize_run(run_results)
+        report["goals"]["runs"] = [summarize_run(d) for d in run_results]
+        report["goals"]["suite_speedup"] = suite_speedup(report["goals"]["runs"])
     report["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return report
 
