@@ -122,3 +122,26 @@ def test_most_configurations_reach_the_target_on_every_committed_page():
     share = counts["reached_any"] / counts["configs"]
     low = counts[share <= 0.5]
     assert low.empty, f"pages where at most half of the configurations reach it:\n{low}"
+
+
+@pytest.mark.skipif(not list((ROOT / "leaderboards" / "records").glob("*.parquet")),
+                    reason="no committed records under leaderboards/records/")
+def test_reach_counts_agree_with_what_each_committed_page_states():
+    """reach_counts ranks each page by the page's own target column (F(λ) re-trained, or the
+    own outer loss on problems that deploy their own θ): its counts are the page's sentence
+    'reached by k of the n configurations'. Before, it always used F(λ) re-trained, found no
+    target on the own-θ pages (fewshot_conv4, lr_schedule, meta_weight_net: 0 of n) and
+    failed the check above while the pages said 6/6, 3/3, 34/35."""
+    import re
+
+    from blobench.reporting.results import load_records
+
+    counts = reach_counts(load_records(ROOT / "leaderboards"))
+    stated = {}
+    for page in (ROOT / "leaderboards").glob("*-*.md"):
+        found = re.search(r"reached by (\d+) of the (\d+)\s+configurations", page.read_text())
+        if found:
+            stated[page.stem] = (int(found[1]), int(found[2]))
+    computed = {f"{r.problem}-{r.size}": (int(r.reached_any), int(r.configs))
+                for r in counts.itertuples()}
+    assert stated and stated == computed
