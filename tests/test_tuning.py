@@ -185,3 +185,54 @@ def test_prune_removes_entries_of_pairs_planning_now_skips():
     removed = prune_inapplicable(reg, settings)
     assert [k for k, _ in removed] == ["a"] and "θ's initialization" in removed[0][1]
     assert sorted(settings["settings"]) == ["b", "c", "d"]
+
+
+def test_a_winner_that_diverges_on_fresh_seeds_gives_way_to_the_next(tmp_path, capsys):
+    """blobench/workflows/tuning/confirm.py on fragile_toy (tests/tuning_plugins): the search
+    on seed 1000 prefers α = 1.9, which diverges on every other draw; confirmation on seeds
+    1001–1002 rejects it and keeps the next trial in score order that is ok there (α = 1:
+    its score on 1000 beats α = 0.3's). The entry records both checks."""
+    settings = tmp_path / "tuned.json"
+    argv = ["tune", "--plugins", PLUGINS, "-p", "fragile_toy", "-a", "curved_descent",
+            "--settings", str(settings), "--results", str(tmp_path / "res"), "--in-process"]
+    assert main([*argv, "--confirm-seeds", "0"]) == 0
+    entry = load_settings(settings)["settings"]["fragile_toy/quick/curved_descent"]
+    assert entry["params"] == {"outer_lr": 1.9} and "confirmation" not in entry
+    scores = {t["params"]["outer_lr"]: t["score"] for t in entry["trials"]}
+    assert scores[1.9] < scores[1.0] < scores[0.3]
+
+    assert main([*argv, "--confirm-only", "--confirm-seeds", "2"]) == 0
+    entry = load_settings(settings)["settings"]["fragile_toy/quick/curved_descent"]
+    done = entry["confirmation"]
+    assert entry["params"] == {"outer_lr": 1.0} and entry["score"] == scores[1.0]
+    assert done["seeds"] == [1001, 1002] and done["passed"]
+    assert [(c["params"]["outer_lr"], c["status"]) for c in done["checked"]] == [
+        (1.9, "diverged"), (1.0, "ok")]
+    assert done["checked"][1]["score"] == pytest.approx(1.0)  # oscillates: F = ½ · 2 · 1
+    out = capsys.readouterr().out
+    assert "(was {'outer_lr': 1.9})" in out and "after 1 better-scored trial(s)" in out
+    # resumable: confirmed on the same seeds, nothing runs again
+    assert main([*argv, "--confirm-only", "--confirm-seeds", "2"]) == 0
+    assert "fragile_toy/quick/curved_descent" not in capsys.readouterr().out
+    # the default search confirms its winner in the same command
+    settings.unlink()
+    assert main(argv) == 0
+    entry = load_settings(settings)["settings"]["fragile_toy/quick/curved_descent"]
+    assert entry["params"] == {"outer_lr": 1.0}
+    assert entry["confirmation"]["seeds"] == [1001, 1002, 1003]
+
+
+def test_confirmation_keeps_the_search_winner_when_no_trial_passes(tmp_path):
+    settings = tmp_path / "tuned.json"
+    assert main(["tune", "--plugins", PLUGINS, "-p", "fragile_toy", "-a",
+                 "curved_descent[outer_lr=[1.9,1.5]]", "--settings", str(settings),
+                 "--results", str(tmp_path / "res"), "--in-process"]) == 0
+    entry = load_settings(settings)["settings"]["fragile_toy/quick/curved_descent"]
+    assert entry["params"] == {"outer_lr": 1.9} and not entry["confirmation"]["passed"]
+    assert {c["status"] for c in entry["confirmation"]["checked"]} == {"diverged"}
+
+
+def test_confirm_seeds_must_be_positive_with_confirm_only(tmp_path, capsys):
+    assert main(["tune", "--confirm-only", "--confirm-seeds", "0", "--settings",
+                 str(tmp_path / "t.json")]) == 2
+    assert "--confirm-seeds must be >= 1, got 0" in capsys.readouterr().err

@@ -48,14 +48,14 @@ configurations reaching the target on at least one seed: coupled_quadratic 35/35
 datacleaning_logreg 35/37, distill_convnet 22/31, distill_linear 28/35, fewshot_conv4 6/6,
 fewshot_ridge 33/33, finite_sum_quadratic 38/38, logreg_ho 22/37, lr_schedule 3/3,
 meta_weight_net 34/35, overparam_linreg 33/35, penalty_synthetic 35/35, poison_logreg 33/37,
-quadratic 34/35, reweight_digits 24/36, ridge_ho 36/37, sparse_ho 27/35 (on the one-seed
-board of commit 3b8cd2f the old rule gave logreg_ho 1/30, sparse_ho 1/30, distill_linear 9/29,
+quadratic 34/35, reweight_digits 24/36, ridge_ho 36/37, sparse_ho 27/35 (on the one-seed board
+of commit 3b8cd2f the old rule gave logreg_ho 1/30, sparse_ho 1/30, distill_linear 9/29,
 reweight_digits 7/30). Those that miss it are the ones whose F barely moves in the budget
 (logreg_ho: the ones that miss all end with less than 14 % of the best decrease). It still
-discriminates speed: on every page of the one-seed board the times of those that reach it span 1.7–3.0 orders of
-magnitude of solver time. ``tests/test_reporting_target.py`` checks that more than half reach
-it on every committed page, each page by its own target column (:func:`reach_counts`), and
-that these counts are the ones the pages state.
+discriminates speed: on every page of the one-seed board the times of those that reach it span
+1.7–3.0 orders of magnitude of solver time. ``tests/test_reporting_target.py`` checks that
+more than half reach it on every committed page, each page by its own target column
+(:func:`reach_counts`), and that these counts are the ones the pages state.
 """
 
 from __future__ import annotations

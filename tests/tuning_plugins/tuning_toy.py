@@ -73,3 +73,38 @@ class ToyDescent(Algorithm):
         state.lam = state.lam - self.outer_lr * hypergrad
         state.theta = state.lam.clone()  # θ*(λ)
         return state
+
+
+class FragileToy(TuningToy):
+    """``fragile_toy``: F(λ) = ½ c (λ − 1)² with θ*(λ) = λ, where the seed draws the curvature:
+    c = ½ on the first tuning seed (1000), c = 2 on every other. Gradient descent on λ
+    contracts by |1 − α c| per step, so the search's best step α = 1.9 (factor 0.05 at
+    c = ½) grows by 2.8 per step on every other draw and diverges there; α = 1 oscillates at
+    c = 2 without diverging, α = 0.3 converges on both (tests/test_tuning.py's confirmation
+    test)."""
+
+    name = "fragile_toy"
+    budgets = {"quick": Budget(steps=20, eval_every=20), "full": Budget(steps=20, eval_every=20)}
+
+    def build(self, generator):
+        self.curvature = 0.5 if self.seed == 1000 else 2.0
+
+    def outer_loss(self, theta, lam, batch=None):
+        return 0.5 * self.curvature * ((theta - 1.0) ** 2).sum()
+
+
+class CurvedDescent(ToyDescent):
+    """``curved_descent``: exact hypergradient steps on ``fragile_toy``, F'(λ) = c (λ − 1)."""
+
+    name = "curved_descent"
+    search_space = {"outer_lr": Choice([0.3, 1.0, 1.9])}
+
+    def applies_to(self, problem, params=None):
+        return None if problem.name == "fragile_toy" else "fragile_toy only"
+
+    def step(self, problem, state):
+        state.hypergrad_at = state.lam.clone()
+        state.hypergrad = problem.curvature * (state.lam - 1.0)
+        state.lam = state.lam - self.outer_lr * state.hypergrad
+        state.theta = state.lam.clone()
+        return state

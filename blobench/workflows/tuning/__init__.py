@@ -31,6 +31,10 @@ Rules (each is tested in ``tests/test_tuning.py``):
   problem. The test metric (``primary_metric``) is never read. A
   trial with any seed not ``ok`` (diverged, error, timeout) or a non-finite score loses; ties
   (equal scores) go to the smaller mean solver time.
+- **Confirmation.** The winner is run on ``--confirm-seeds`` K (default 3) fresh seeds;
+  while a candidate is not ``ok`` on all of them the next trial in score order is tried; the
+  first that passes is the setting (none: the winner is kept, and the entry says so). Every
+  check is recorded under the entry's ``confirmation`` (:mod:`.confirm`).
 - **Records.** Trial records go to ``<results>/tuning/`` (a results store of its own, so
   tuning cells never appear on the leaderboard and a rerun of ``tune`` reuses them).
 - **No winner.** When every trial fails the entry is still written, with ``"params": null``
@@ -45,16 +49,19 @@ Rules (each is tested in ``tests/test_tuning.py``):
 
 Where things are: :mod:`.settings` (the settings file: load, save, provenance, staleness,
 pruning), :mod:`.space` (search spaces and their grids), :mod:`.search` (the trials of one
-pair through the harness and the selection: :func:`tune_pair`), :mod:`.cli` (``blobench
+pair through the harness and the selection: :func:`tune_pair`), :mod:`.confirm` (the
+winner's check on fresh seeds: :func:`confirm_entry`), :mod:`.cli` (``blobench
 tune``'s options and the sweep over pairs).
 """
 
 from __future__ import annotations
 
+from blobench.workflows.tuning.confirm import CONFIRM_SEEDS, confirm_entry, confirmation_seeds
 from blobench.workflows.tuning.search import (
     TUNING_SEED_BASE,
     score_trials,
     selection_metric,
+    trial_summary,
     tune_pair,
 )
 from blobench.workflows.tuning.settings import (
@@ -79,8 +86,9 @@ from blobench.workflows.tuning.space import (
     trial_points,
 )
 
-__all__ = ["DEFAULT_SETTINGS", "FORMAT", "INNER_LR", "INNER_LR_NAMES", "INNER_STEPS", "OUTER_LR",
-           "TUNING_SEED_BASE", "code_provenance", "default_space", "describe_space",
+__all__ = ["CONFIRM_SEEDS", "DEFAULT_SETTINGS", "FORMAT", "INNER_LR", "INNER_LR_NAMES",
+           "INNER_STEPS", "OUTER_LR", "TUNING_SEED_BASE", "code_provenance",
+           "confirm_entry", "confirmation_seeds", "default_space", "describe_space",
            "load_settings", "prune_inapplicable", "save_settings", "score_trials",
-           "search_space", "selection_metric", "settings_key", "stale_entries", "stale_files",
-           "trial_points", "tune_pair"]
+           "search_space", "selection_metric", "settings_key", "stale_entries",
+           "stale_files", "trial_points", "trial_summary", "tune_pair"]

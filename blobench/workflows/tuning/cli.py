@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from blobench.contracts.errors import UserError
-from blobench.execution.registry import get_registry
+from blobench.execution.registry import Registry, get_registry
 from blobench.execution.spec import expand
 from blobench.execution.store import ResultsStore
 from blobench.workflows import runspec
+from blobench.workflows.tuning.confirm import CONFIRM_SEEDS, confirm_entry, is_confirmed
 from blobench.workflows.tuning.search import TUNING_SEED_BASE, tune_pair
 from blobench.workflows.tuning.settings import (
     DEFAULT_SETTINGS,
@@ -52,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missing", action="store_true",
                         help="only pairs with no fresh entry in the settings file (absent, or "
                              "stale): resume or refresh a sweep")
+    parser.add_argument("--confirm-seeds", type=int, default=CONFIRM_SEEDS, metavar="K",
+                        help="run each winner on K fresh seeds after the search and fall "
+                             "back to the next best trial while it fails on one (default "
+                             f"{CONFIRM_SEEDS}; 0: no confirmation)")
+    parser.add_argument("--confirm-only", action="store_true",
+                        help="no search: confirm the selected entries of the settings file "
+                             "on --confirm-seeds seeds (those already confirmed are skipped)")
     parser.add_argument("--in-process", action="store_true",
                         help="run trial cells in this process (no isolation)")
     parser.add_argument("--progress", action="store_true", help="progress bar per pair")
@@ -75,6 +83,9 @@ def check_only_names(only: list[str], algorithms: list[str], plugins: list[str])
 
 
 def command(args: argparse.Namespace) -> int:
+    if args.confirm_seeds < 0 or (args.confirm_only and args.confirm_seeds < 1):
+        raise UserError(f"--confirm-seeds must be >= {1 if args.confirm_only else 0}, got "
+                        f"{args.confirm_seeds}")
     for opt in ("budget", "seeds", "n_jobs", "max_trials"):
         value = getattr(args, opt)
         if value is not None and value < 1:
@@ -92,6 +103,13 @@ def command(args: argparse.Namespace) -> int:
     store = ResultsStore(Path(args.results) / "tuning")
     seeds = [TUNING_SEED_BASE + i for i in range(args.seeds)]
     cmd = "blobench " + " ".join(getattr(args, "argv", None) or ["tune"])
+    run = {"n_jobs": args.n_jobs or runspec.default_n_jobs(args.in_process),
+           "isolate": not args.in_process, "plugins": tuple(args.plugins),
+           "progress": args.progress, "command": cmd}
+    if args.confirm_only:
+        confirm_settings(registry, settings, args, store, run)
+        print(f"wrote {args.settings}")
+        return 0
     problems = args.problem or sorted(registry.problems)
     algorithms = args.algorithm or sorted(registry.algorithms)
     failed = 0
@@ -104,26 +122,61 @@ def command(args: argparse.Namespace) -> int:
                 continue
             entries = tune_pair(registry, ptext, atext, size=args.size, seeds=seeds,
                                 steps=args.budget, seconds=args.budget_seconds, store=store,
-                                n_jobs=args.n_jobs or runspec.default_n_jobs(args.in_process),
-                                isolate=not args.in_process,
-                                max_trials=args.max_trials, plugins=tuple(args.plugins),
-                                progress=args.progress, command=cmd,
-                                only=tuple(args.only))
+                                max_trials=args.max_trials, only=tuple(args.only), **run)
             for entry in entries:
                 key = settings_key(entry["problem_label"], entry["size"], entry["algorithm"])
                 n_ok = sum(t["status"] == "ok" for t in entry["trials"])
-                settings["settings"][key] = entry
                 if entry["params"] is None:  # recorded (the search was done), never applied
+                    settings["settings"][key] = entry
                     failed += 1
                     print(f"{key}: every one of {len(entry['trials'])} trial(s) failed; "
                           "recorded with params null (run uses the defaults)", file=sys.stderr)
                     save_settings(settings, args.settings)
                     continue
+                entry = confirm_entry(registry, entry, k=args.confirm_seeds, store=store, **run)
+                settings["settings"][key] = entry
                 print(f"{key}: {entry['params']}  {entry['validation_metric']}="
-                      f"{entry['score']:.4g}  ({n_ok}/{len(entry['trials'])} trials ok)")
+                      f"{entry['score']:.4g}  ({n_ok}/{len(entry['trials'])} trials ok)"
+                      + confirmation_text(entry))
                 save_settings(settings, args.settings)  # after each pair: resumable
     for key, reason in prune_inapplicable(registry, settings):
         print(f"removed {key}: the pair no longer runs ({reason})", file=sys.stderr)
         save_settings(settings, args.settings)
     print(f"wrote {args.settings}")
     return 1 if failed else 0
+
+
+def confirmation_text(entry: dict) -> str:
+    """What the confirmation did to an entry, for its line of output ('' when none ran)."""
+    done = entry.get("confirmation")
+    if not done:
+        return ""
+    seeds = f"seeds {done['seeds'][0]}–{done['seeds'][-1]}"
+    if not done["passed"]:
+        return f"; no trial ok on every one of {seeds}: the search winner is kept"
+    rejected = len(done["checked"]) - 1
+    return f"; confirmed on {seeds}" + (
+        f" after {rejected} better-scored trial(s) failed there" if rejected else "")
+
+
+def confirm_settings(registry: Registry, settings: dict, args: argparse.Namespace,
+                     store: ResultsStore, run: dict) -> None:
+    """``tune --confirm-only``: confirm the selected entries of the settings file (those of
+    the ``-p``/``-a`` names and ``--size``; all by default) that are not confirmed yet on
+    the same seeds; saved after each."""
+    pnames = {expand(text)[0] for text in args.problem}
+    anames = {expand(text)[0] for text in args.algorithm}
+    for key, entry in sorted(settings["settings"].items()):
+        if (pnames and entry["problem"] not in pnames) or (
+                anames and entry["algorithm"] not in anames) or entry["size"] != args.size:
+            continue
+        if entry.get("params") is None or is_confirmed(entry, args.confirm_seeds) or \
+                entry["problem"] not in registry.problems or \
+                entry["algorithm"] not in registry.algorithms:
+            continue
+        before = entry["params"]
+        entry = confirm_entry(registry, entry, k=args.confirm_seeds, store=store, **run)
+        settings["settings"][key] = entry
+        change = "" if entry["params"] == before else f" (was {before})"
+        print(f"{key}: {entry['params']}{change}" + confirmation_text(entry))
+        save_settings(settings, args.settings)

@@ -53,8 +53,10 @@ def selection_metric(problem_cls: type, records: list[dict[str, Any]]) -> str:
     return metric
 
 
-def _trial(point: dict[str, Any], records: list[dict[str, Any]], metric: str
-           ) -> dict[str, Any]:
+def trial_summary(point: dict[str, Any], records: list[dict[str, Any]], metric: str
+                  ) -> dict[str, Any]:
+    """One grid point's result over its seeds' records: ``ok`` with the mean of ``metric``
+    as its score when every seed is ok with a finite value, else the first failure."""
     statuses = sorted({r["status"] for r in records})
     values = [r["final"].get(metric) for r in records]
     ok = statuses == ["ok"] and all(v is not None and math.isfinite(v) for v in values)
@@ -139,7 +141,7 @@ def tune_pair(registry: Registry, problem_text: str, algorithm_text: str, *, siz
                           {"params": point, "status": "missing", "score": None,
                            "solver_seconds": 0.0, "seeds": [], "message": "no record"})
         metric = selection_metric(pcls, all_records)
-        trials = [_trial(point, t, metric) if isinstance(t, list) else t
+        trials = [trial_summary(point, t, metric) if isinstance(t, list) else t
                   for point, t in zip(valid, trials, strict=True)] + invalid
         best = score_trials(trials)
         entry = {
