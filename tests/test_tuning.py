@@ -220,6 +220,21 @@ def test_a_winner_that_diverges_on_fresh_seeds_gives_way_to_the_next(tmp_path, c
     entry = load_settings(settings)["settings"]["fragile_toy/quick/curved_descent"]
     assert entry["params"] == {"outer_lr": 1.0}
     assert entry["confirmation"]["seeds"] == [1001, 1002, 1003]
+    # the page says which setting is not the search's best, and why
+    res = tmp_path / "run"
+    assert main(["run", "--plugins", PLUGINS, "-p", "fragile_toy", "-a", "curved_descent",
+                 "--settings", str(settings), "--results", str(res), "--in-process",
+                 "--no-progress"]) == 0
+    write_leaderboard(Registry([PLUGINS]), ResultsStore(res), tmp_path / "lb", figures=False,
+                      site=False, settings=load_settings(settings))
+    page = " ".join((tmp_path / "lb" / "fragile_toy-quick.md").read_text().split())
+    assert "1 of these settings was also confirmed `ok` on seeds 1001, 1002, 1003" in page
+    assert ("- `curved_descent[outer_lr=1.0]`: the best trial, `outer_lr=1.9`, was "
+            "`diverged` there") in page
+    # without the settings file (or with another setting in it) the page says nothing of it
+    write_leaderboard(Registry([PLUGINS]), ResultsStore(res), tmp_path / "lb2", figures=False,
+                      site=False)
+    assert "confirmed" not in (tmp_path / "lb2" / "fragile_toy-quick.md").read_text()
 
 
 def test_confirmation_keeps_the_search_winner_when_no_trial_passes(tmp_path):

@@ -129,11 +129,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if store is None and not args.baseline:
         raise UserError(f"results folder {args.results!r} does not exist: run `blobench run` "
                         "first (nothing was written)")
+    from blobench.workflows.tuning.settings import DEFAULT_SETTINGS, load_settings
+
     written = write_leaderboard(registry, store, Path(args.out),
                                 command=command, figures=not args.no_figures,
                                 all_versions=args.all_versions,
                                 baseline=Path(args.baseline) if args.baseline else None,
-                                site=not args.no_site)
+                                site=not args.no_site, settings=load_settings(DEFAULT_SETTINGS))
     print(f"wrote {len(written)} file(s) to {args.out}/")
     return 0
 

@@ -28,7 +28,7 @@ from blobench.execution.validate import page_stem
 from blobench.reporting import ranks
 from blobench.reporting.figure_index import draw_all
 from blobench.reporting.frames import current_records, final_frame, trace_frame
-from blobench.reporting.provenance import provenance_line, stale_settings
+from blobench.reporting.provenance import confirmations, provenance_line, stale_settings
 from blobench.reporting.render import paragraphs, render
 from blobench.reporting.results import load_records, merge_records, write_records
 from blobench.reporting.tables import (
@@ -97,10 +97,11 @@ def rules_text(ranking: Ranking, methods: list[str], reach: dict[str, Any] | Non
 
 
 def budget_text(registry: Registry, cls: Any, size: str, group: pd.DataFrame,
-                records: list[dict[str, Any]]) -> str:
+                records: list[dict[str, Any]], settings: dict[str, Any] | None = None) -> str:
     """The page's "Budget" (and "Tuned settings") sections: the problem's budget and what
     the cells used; the tuned-settings file, stale settings flagged from the records'
-    provenance (:mod:`blobench.reporting.provenance`)."""
+    provenance (:mod:`blobench.reporting.provenance`), and their confirmation on fresh seeds
+    as ``settings`` (a loaded tuned-settings file) records it."""
     budget = cls.budgets.get(size, Budget()) if cls else Budget()
     declared = " and ".join(
         p for p in (f"{budget.steps} outer step{'s' if budget.steps != 1 else ''}"
@@ -114,7 +115,8 @@ def budget_text(registry: Registry, cls: Any, size: str, group: pd.DataFrame,
     return render("budget.md.j2", declared=declared, size=size, steps_used=used,
                   max_seconds=f"{secs.max():.3g}" if len(secs) else "—",
                   settings_file=tuned[0]["tuned"].get("settings", "") if tuned else "",
-                  stale=stale_settings(registry, tuned)).strip()
+                  stale=stale_settings(registry, tuned),
+                  confirm=confirmations(tuned, settings)).strip()
 
 
 def _index_cells(problem: str, size: str, stem: str, ranking: Ranking,
@@ -142,11 +144,13 @@ def _eval_every(records: list[dict[str, Any]]) -> str:
 def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
                       command: str = "blobench leaderboard", figures: bool = True,
                       all_versions: bool = False, baseline: Path | None = None,
-                      site: bool = True, records_out: bool = True) -> list[Path]:
+                      site: bool = True, records_out: bool = True,
+                      settings: dict[str, Any] | None = None) -> list[Path]:
     """Write the index and per-problem pages, the records behind them and the site; returns
     the written paths. Only results of the current code are used unless ``all_versions``;
     ``baseline``: a leaderboard folder whose shipped records (``records/*.parquet``) are merged
-    under the store's (a cell of the store replaces the same cell of the baseline).
+    under the store's (a cell of the store replaces the same cell of the baseline);
+    ``settings``: the loaded tuned-settings file whose confirmations the pages state.
 
     Raises :class:`~blobench.contracts.errors.UserError` — writing nothing — when there is no
     record to show, so committed pages are never replaced by an empty board."""
@@ -198,7 +202,7 @@ def write_leaderboard(registry: Registry, store: ResultsStore | None, out: Path,
                                & (inapplicable["size"] == size)]
         page = render(
             "page.md.j2", title=title, summary=_summary(cls), rules=rules,
-            budget=budget_text(registry, cls, size, b["group"], b["precords"]),
+            budget=budget_text(registry, cls, size, b["group"], b["precords"], settings),
             accuracy_table=markdown_table(table, ranking.columns()),
             bias_table=markdown_table(table, BIAS_COLUMNS, status=False),
             not_applicable=[(label, g["message"].iloc[0])

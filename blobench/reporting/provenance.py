@@ -10,6 +10,12 @@ now (or the entry is no longer registered): the problem or algorithm changed sin
 tuned, so the tuned value may no longer be the tuned one. Only the execution layer is used
 (the registry's source files, the code version's file hash), so reporting does not depend on
 the tuning workflow.
+
+**Confirmed settings** (:func:`confirmations`): ``blobench tune`` runs each winner again on
+fresh seeds and falls back to the next trial while it fails there
+(blobench/workflows/tuning/confirm.py); the page says so for the settings it used, from a
+tuned-settings file the caller loaded (the command line passes the project's), and only for
+entries whose params are the ones the records ran with.
 """
 
 from __future__ import annotations
@@ -65,3 +71,38 @@ def stale_settings(registry: Registry, records: list[dict[str, Any]]
         if files:
             out.append({"key": key, "label": rec["label"], "files": files})
     return sorted(out, key=lambda s: s["key"])
+
+
+def confirmations(records: list[dict[str, Any]], settings: dict[str, Any] | None
+                  ) -> dict[str, Any]:
+    """What the page says of the confirmation of the tuned settings its ``records`` used:
+    ``confirmed`` (how many of them were confirmed), ``seeds`` (those of the first),
+    ``replaced`` (per setting that is not the search's best: its ``label``, the ``best``
+    trial's params and ``status`` on the confirmation seeds) and ``unconfirmed`` (labels of
+    settings no trial of which passed). Empty when ``settings`` is None or holds no
+    confirmation of these entries."""
+    table = (settings or {}).get("settings", {})
+    out: dict[str, Any] = {"confirmed": 0, "seeds": [], "replaced": [], "unconfirmed": []}
+    seen = set()
+    for rec in records:
+        key = (rec.get("tuned") or {}).get("key")
+        entry = table.get(key) if key else None
+        if key in seen or not entry or not entry.get("confirmation"):
+            continue
+        seen.add(key)
+        done = entry["confirmation"]
+        ran = rec["config"].get("algorithm_params", {})
+        if any(ran.get(k) != v for k, v in (done.get("params") or {}).items()):
+            continue  # the file holds another setting than the one these records ran with
+        out["seeds"] = out["seeds"] or done["seeds"]
+        if not done.get("passed"):
+            out["unconfirmed"].append(rec["label"])
+            continue
+        out["confirmed"] += 1
+        if len(done["checked"]) > 1:
+            first = done["checked"][0]
+            best = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in first["params"].items())
+            out["replaced"].append({"label": rec["label"], "best": best,
+                                    "status": first["status"]})
+    return out if seen else {}
