@@ -39,8 +39,15 @@ proximal and differentiated through the prox (``handles_inner_prox``; tests/
 test_constrained_refusal.py).
 
 Defaults (ours; the authors' released numerical example runs K = 40 with one learning rate
-for λ and z): K = 20, s = the problem's inner step size, α = α_z = the problem's outer step,
-truncation on (``truncation=false`` differentiates θ_K: the initialization auxiliary alone).
+for λ and z, both scalars of one scale there): K = 20, s = the problem's inner step size,
+α = the problem's outer step, **α_z = s**: z lives in θ's space, where s is the step the
+problem declares, while α is scaled for λ. With α_z = α, distill_convnet (α = 100 for the
+synthetic pixels, s = 0.1 for the network weights) diverged on every seed (non-finite outer
+loss on leaderboard seeds 0–2 of commit 370a8fa's board, and every outer_lr × inner_lr trial
+of a 5-seed search); with α_z = s all three seeds finish ``ok`` (restart test accuracy 0.45,
+0.50, 0.46; ``blobench run -p distill_convnet -a "iaptt_gm[init_lr=0.1]" --seeds 3``), and
+``blobench check iaptt_gm`` still reaches λ* of ``quadratic`` (2.1e-6). Truncation on
+(``truncation=false`` differentiates θ_K: the initialization auxiliary alone).
 ``state.theta`` is θ_K (the last iterate, started from the current z), ``state.hypergrad``
 ∇_λ φ_K. Cost per outer step: K inner gradients forward, k̃ ≤ K Hessian-vector / mixed
 products backward; memory O(K · dim θ).
@@ -69,7 +76,8 @@ class IAPTTGM(SingleLoop):
                           optional=True, **POSITIVE),
         "outer_lr": Param(float, None, "α, λ step; None = the problem's outer step",
                           optional=True, **POSITIVE),
-        "init_lr": Param(float, None, "α_z, step on the initialization auxiliary z; None = α",
+        "init_lr": Param(float, None, "α_z, step on the initialization auxiliary z; None = s "
+                         "(the inner step: z is in θ's space)",
                          optional=True, **POSITIVE),
         "truncation": Param(bool, True, "pessimistic trajectory truncation (k̃ = argmax_k f); "
                             "false: differentiate f(θ_K)"),
@@ -109,7 +117,7 @@ class IAPTTGM(SingleLoop):
         grad_lam = torch.zeros_like(lam) if grad_lam is None else grad_lam
         grad_z = torch.zeros_like(z) if grad_z is None else grad_z
         alpha = or_default(self.outer_lr, problem.outer_step_size())
-        ex["z"] = self.auxiliary_step(z.detach(), grad_z, or_default(self.init_lr, alpha))
+        ex["z"] = self.auxiliary_step(z.detach(), grad_z, or_default(self.init_lr, lr))
         ex["k"] += 1
         ex["truncated_at"] = (ex["truncated_at"] + [k + 1])[-100:]
         state.theta = trajectory[-1].detach()
