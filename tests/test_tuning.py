@@ -18,6 +18,7 @@ from blobench.workflows.tuning import (
     TUNING_SEED_BASE,
     default_space,
     load_settings,
+    save_settings,
     score_trials,
     stale_entries,
     tune_pair,
@@ -251,3 +252,28 @@ def test_confirm_seeds_must_be_positive_with_confirm_only(tmp_path, capsys):
     assert main(["tune", "--confirm-only", "--confirm-seeds", "0", "--settings",
                  str(tmp_path / "t.json")]) == 2
     assert "--confirm-seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_pairs_refused_at_run_time_are_skipped_not_failed(tmp_path, capsys):
+    """A pair whose every trial is not_applicable (e.g. exact over its dense-Hessian size
+    limit on sparse_ho) has nothing to tune: no entry, exit 0, the reason on stderr."""
+    settings = tmp_path / "tuned.json"
+    assert main(["tune", "--plugins", PLUGINS, "-p", "tuning_toy", "-a", "refused_descent",
+                 "--settings", str(settings), "--results", str(tmp_path / "res"),
+                 "--in-process"]) == 0
+    assert load_settings(settings)["settings"] == {}
+    assert "skipped tuning_toy/quick/refused_descent: refused_descent: this instance is too " \
+           "large" in capsys.readouterr().err
+    # such an entry written by an older blobench is pruned by the next tune
+    data = load_settings(settings)
+    data["settings"]["tuning_toy/quick/refused_descent"] = {
+        "problem": "tuning_toy", "algorithm": "refused_descent", "fixed": {},
+        "problem_params": {}, "params": None,
+        "trials": [{"params": {}, "status": "not_applicable", "message": "too large"}]}
+    save_settings(data, settings)
+    assert main(["tune", "--plugins", PLUGINS, "-p", "tuning_toy", "-a", "toy_descent",
+                 "--settings", str(settings), "--results", str(tmp_path / "res"),
+                 "--in-process", "--confirm-seeds", "0"]) == 0
+    assert list(load_settings(settings)["settings"]) == ["tuning_toy/quick/toy_descent"]
+    assert "removed tuning_toy/quick/refused_descent: the pair no longer runs (too large)" \
+        in capsys.readouterr().err

@@ -108,3 +108,15 @@ class CurvedDescent(ToyDescent):
         state.lam = state.lam - self.outer_lr * state.hypergrad
         state.theta = state.lam.clone()
         return state
+
+
+class RefusedAtRunTime(ToyDescent):
+    """``refused_descent``: refuses every instance once built (as ``exact`` refuses a dim θ
+    over its dense-Hessian limit): every trial is ``not_applicable``."""
+
+    name = "refused_descent"
+
+    def init(self, problem, theta0, lam0, generator):
+        from blobench.contracts.errors import NotApplicable
+
+        raise NotApplicable("refused_descent: this instance is too large (test)")

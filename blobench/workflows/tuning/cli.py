@@ -126,6 +126,13 @@ def command(args: argparse.Namespace) -> int:
             for entry in entries:
                 key = settings_key(entry["problem_label"], entry["size"], entry["algorithm"])
                 n_ok = sum(t["status"] == "ok" for t in entry["trials"])
+                if entry["trials"] and all(t["status"] == "not_applicable"
+                                           for t in entry["trials"]):
+                    # refused at run time (e.g. a size limit): nothing to tune, not a failure
+                    settings["settings"].pop(key, None)
+                    print(f"skipped {key}: {entry['trials'][0]['message']}", file=sys.stderr)
+                    save_settings(settings, args.settings)
+                    continue
                 if entry["params"] is None:  # recorded (the search was done), never applied
                     settings["settings"][key] = entry
                     failed += 1

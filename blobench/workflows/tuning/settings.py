@@ -110,10 +110,16 @@ def stale_entries(registry: Registry, settings: dict[str, Any]) -> list[tuple[st
 def prune_inapplicable(registry: Registry, settings: dict[str, Any]
                        ) -> list[tuple[str, str]]:
     """Remove (and return with the reason) the entries of pairs that planning now skips, e.g.
-    after an applicability rule changed; entries of unknown entries are kept (a plugin folder
-    may just not be loaded)."""
+    after an applicability rule changed, and those whose every trial was refused at run time
+    (``not_applicable``: nothing was tuned); entries of unknown entries are kept (a plugin
+    folder may just not be loaded)."""
     removed = []
     for key, entry in list(settings["settings"].items()):
+        trials = entry.get("trials") or []
+        if trials and all(t.get("status") == "not_applicable" for t in trials):
+            del settings["settings"][key]  # refused at run time: nothing was tuned
+            removed.append((key, trials[0].get("message", "not applicable")))
+            continue
         pcls = registry.problems.get(entry["problem"])
         acls = registry.algorithms.get(entry["algorithm"])
         if pcls is None or acls is None:
